@@ -1,0 +1,254 @@
+"""The result record: one JSON file per (task, method, variant, seed) run.
+
+Layout on disk (DESIGN.md § Result record)::
+
+    <results>/runs/<task>/<method>/<variant>__seed<n>.json
+
+Records are written atomically (temp file in the same folder + ``os.replace``), so a crash never leaves a
+half-written file, and an existing record is never overwritten unless asked to. The pydantic model below is
+the single definition of the schema: the writer, ``vitbench validate`` and the leaderboard all use it.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from methods._names import NAME_RE
+from methods.errors import RecordError
+
+SCHEMA_VERSION = 1
+_SHA256_CHARS = frozenset("0123456789abcdef")
+
+
+def _check_name(value: str, what: str) -> str:
+    if not NAME_RE.match(value):
+        raise ValueError(f"{what} {value!r} must match {NAME_RE.pattern} (letters, digits, '._+-'; no markup)")
+    return value
+
+
+def _check_text(value: str) -> str:
+    """Free text may hold anything printable, but no control characters (they corrupt terminals and logs)."""
+    if any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in value):
+        raise ValueError("contains control characters")
+    return value
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class LoadReport(_Model):
+    """What happened to every key of the checkpoint on its way into the model."""
+
+    checkpoint_key: str | None = None  # e.g. "teacher", "state_dict", "model"; None = flat state dict
+    stripped_prefixes: list[str] = Field(default_factory=list)
+    matched: int = 0  # keys copied one-to-one
+    dropped: list[str] = Field(default_factory=list)  # in the file, deliberately not loaded (allow-listed)
+    converted: list[str] = Field(default_factory=list)  # "old -> new (how)" lines
+    missing_allowed: list[str] = Field(default_factory=list)  # model keys left at init (allow-listed)
+
+
+class Weights(_Model):
+    source: str  # "random", a local path, a URL or an "hf-hub:" id
+    sha256: str | None = None
+    file_name: str | None = None
+    load_report: LoadReport | None = None
+
+    @field_validator("sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 64 or not set(v) <= _SHA256_CHARS):
+            raise ValueError("must be 64 lowercase hex characters")
+        return v
+
+    @field_validator("source")
+    @classmethod
+    def _src(cls, v: str) -> str:
+        return _check_text(v)
+
+
+class ProtocolInfo(_Model):
+    name: str
+    version: int = Field(ge=1)
+    hash: str = Field(min_length=12, max_length=64)
+    config: dict[str, Any]
+
+
+class DatasetInfo(_Model):
+    name: str
+    split: str
+    fingerprint: str = Field(min_length=8)
+    n_samples: int = Field(ge=0)
+    root: str | None = None
+    skipped: dict[str, int] = Field(default_factory=dict)  # documented skips, e.g. {"degenerate_boxes": 3}
+
+    @field_validator("name", "split")
+    @classmethod
+    def _txt(cls, v: str) -> str:
+        return _check_text(v)
+
+
+class MetricMeta(_Model):
+    higher_is_better: bool = True
+    unit: str = "%"
+    lo: float | None = 0.0  # inclusive range the value must fall in (None = unbounded)
+    hi: float | None = 100.0
+
+
+class Provenance(_Model):
+    vitbench_version: str
+    git_sha: str | None = None
+    git_dirty: bool | None = None
+    versions: dict[str, str]
+    device: str
+    started_at: datetime
+    wall_s: float = Field(ge=0)
+    command: str
+    host: str | None = None
+
+    @field_validator("command", "device")
+    @classmethod
+    def _txt(cls, v: str) -> str:
+        return _check_text(v)
+
+
+class Record(_Model):
+    """One run of one task on one encoder. See the module docstring for where it lives on disk."""
+
+    schema_version: Literal[1] = SCHEMA_VERSION
+    method: str
+    variant: str
+    arch: str
+    weights: Weights
+    task: str
+    protocol: ProtocolInfo
+    dataset: DatasetInfo
+    metrics: dict[str, float]
+    metric_meta: dict[str, MetricMeta]
+    seed: int = Field(ge=0)
+    track: Literal["smoke", "paper"]
+    provenance: Provenance
+    # The probe card: what the harness fed the head (layers, pooling, resolution, normalisation, neck...).
+    probe: dict[str, Any] = Field(default_factory=dict)
+    # Anything else worth keeping: the full hyper-parameter grid, log and config paths.
+    extra: dict[str, Any] = Field(default_factory=dict)
+
+    @field_validator("method", "variant", "task")
+    @classmethod
+    def _names(cls, v: str, info: Any) -> str:
+        return _check_name(v, info.field_name)
+
+    @field_validator("arch")
+    @classmethod
+    def _arch(cls, v: str) -> str:
+        return _check_name(v, "arch")
+
+    @model_validator(mode="after")
+    def _consistency(self) -> Record:
+        if not self.metrics:
+            raise ValueError("metrics: at least one metric is required")
+        for name, value in self.metrics.items():
+            _check_name(name, "metric name")
+            if not math.isfinite(value):
+                raise ValueError(f"metrics.{name}: value {value} is not finite")
+            meta = self.metric_meta.get(name)
+            if meta is None:
+                raise ValueError(f"metric_meta.{name}: missing (every metric needs its meta)")
+            if (meta.lo is not None and value < meta.lo) or (meta.hi is not None and value > meta.hi):
+                raise ValueError(f"metrics.{name}: value {value} outside [{meta.lo}, {meta.hi}]")
+        if self.track == "paper":
+            if self.weights.source == "random":
+                raise ValueError("weights.source: random weights cannot be a paper-track result")
+            if self.weights.sha256 is None:
+                raise ValueError("weights.sha256: required for paper-track results")
+        return self
+
+    # ---------------------------------------------------------------------------------------------- paths
+    def relpath(self) -> Path:
+        return record_relpath(self.task, self.method, self.variant, self.seed)
+
+
+def record_relpath(task: str, method: str, variant: str, seed: int) -> Path:
+    """``runs/<task>/<method>/<variant>__seed<n>.json`` relative to the results root."""
+    return Path("runs") / task / method / f"{variant}__seed{seed}.json"
+
+
+def _error_text(path: Path | str, err: ValidationError) -> str:
+    first = err.errors()[0]
+    loc = ".".join(str(p) for p in first["loc"]) or "<record>"
+    msg = first["msg"].removeprefix("Value error, ")
+    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
+    return f"{path}: {loc}: {msg}{more}"
+
+
+def parse_record(data: dict[str, Any], path: Path | str = "<record>") -> Record:
+    """Validate a decoded JSON object; raise :class:`RecordError` naming the file and the first bad field."""
+    try:
+        return Record.model_validate(data)
+    except ValidationError as err:
+        raise RecordError(_error_text(path, err)) from None
+
+
+def load_record(path: Path | str) -> Record:
+    """Read and validate one record file."""
+    path = Path(path)
+    try:
+        text = path.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise RecordError(f"{path}: no such file") from None
+    except UnicodeDecodeError:
+        raise RecordError(f"{path}: not UTF-8 text") from None
+    try:
+        data = json.loads(text)
+    except json.JSONDecodeError as err:
+        raise RecordError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    return parse_record(data, path)
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    """Write ``text`` to ``path`` so that readers see either the old file or the whole new one."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def write_record(record: Record, results_root: Path | str, *, force: bool = False) -> Path:
+    """Write ``record`` under ``results_root`` atomically and return its path.
+
+    Raises :class:`RecordError` if the record exists and ``force`` is false (callers check
+    :func:`record_exists` first to skip work; this guards against races).
+    """
+    path = Path(results_root) / record.relpath()
+    if path.exists() and not force:
+        raise RecordError(f"{path}: exists (pass --force to overwrite)")
+    atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
+    return path
+
+
+def record_exists(results_root: Path | str, task: str, method: str, variant: str, seed: int) -> Path | None:
+    path = Path(results_root) / record_relpath(task, method, variant, seed)
+    return path if path.exists() else None
+
+
+def iter_record_files(results_root: Path | str) -> list[Path]:
+    """All ``*.json`` files under ``<results_root>/runs``, sorted."""
+    runs = Path(results_root) / "runs"
+    return sorted(runs.rglob("*.json")) if runs.is_dir() else []

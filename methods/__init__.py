@@ -1,0 +1,35 @@
+"""vitbench method adapters: official checkpoints -> one :class:`Encoder` interface.
+
+>>> from methods import build_encoder
+>>> enc = build_encoder("dino", "vits16", weights="random")
+>>> enc.forward_global(torch.randn(2, 3, 224, 224)).shape
+torch.Size([2, 384])
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from methods.base import DataConfig, Encoder, EncoderSpec, MethodAdapter, Paper, Variant
+from methods.errors import CheckpointError, UnknownNameError, UnsafeCheckpointError, VitbenchError
+from methods.registry import get_adapter, list_methods, register
+
+__all__ = [
+    "CheckpointError", "DataConfig", "Encoder", "EncoderSpec", "MethodAdapter", "Paper", "UnknownNameError",
+    "UnsafeCheckpointError", "Variant", "VitbenchError", "build_encoder", "get_adapter", "list_methods",
+    "parse_method", "register",
+]
+
+
+def parse_method(ref: str) -> tuple[str, str | None]:
+    """``"dino:vitb16" -> ("dino", "vitb16")``; ``"dino" -> ("dino", None)`` (the default variant)."""
+    name, _, variant = ref.partition(":")
+    return name, (variant or None)
+
+
+def build_encoder(name: str, variant: str | None = None, weights: str | Path | None = None, seed: int = 0) -> Encoder:
+    """Build ``name``'s ``variant`` with ``weights`` (a path, URL, ``hf-hub:`` id, ``"random"``, or None for the
+    variant's pinned URL). ``name`` may carry the variant as ``"method:variant"``."""
+    if variant is None:
+        name, variant = parse_method(name)
+    return get_adapter(name).build(variant, weights, seed)
