@@ -11,6 +11,7 @@ from methods.errors import UnknownNameError
 # kind -> "module:function(out: Path, seed: int) -> Path"
 SYNTH: dict[str, str] = {
     "imagefolder": "benchmarks.data.imagefolder:synth_imagefolder",
+    "coco": "benchmarks.dense.coco:synth_coco",
 }
 
 

@@ -16,6 +16,9 @@ TASKS: dict[str, str] = {
     "knn": "benchmarks.classification.knn:KnnHarness",
     "linear": "benchmarks.classification.linear:LinearHarness",
     "linear-perlayer": "benchmarks.classification.linear:PerLayerLinearHarness",
+    "coco-maskrcnn-fpn-1x": "benchmarks.dense.coco:CocoDetHarness",
+    "coco-maskrcnn-3x": "benchmarks.dense.coco:CocoMaskRcnn3xHarness",
+    "coco-cascade-3x": "benchmarks.dense.coco:CocoCascade3xHarness",
 }
 
 

@@ -258,13 +258,14 @@ class MethodAdapter:
         sd, converted = self.convert(sd, variant)
         report = LoadReport(checkpoint_key=key, stripped_prefixes=used, converted=list(converted))
         report.converted += resample_pos_embed(sd, model, getattr(model, "num_prefix_tokens", 0))
-        if head is not None:
-            head_sd = {k: v for k, v in sd.items() if k.startswith("global_head.")}
-            sd = {k: v for k, v in sd.items() if not k.startswith("global_head.")}
+        head_sd = {k: v for k, v in sd.items() if k.startswith("global_head.")}
+        sd = {k: v for k, v in sd.items() if not k.startswith("global_head.")}
+        load_strict(model, sd, drop=variant.drop, allow_missing=variant.allow_missing, path=path,
+                    what=f"{self.name}:{variant.name} ({variant.arch})", report=report)
+        if head is not None:  # after the backbone, whose errors say more about a wrong file
             wrapped = nn.ModuleDict({"global_head": head})
             load_strict(wrapped, head_sd, path=path, what=f"{self.name}:{variant.name} head", report=report)
-        return load_strict(model, sd, drop=variant.drop, allow_missing=variant.allow_missing, path=path,
-                           what=f"{self.name}:{variant.name} ({variant.arch})", report=report)
+        return report
 
     # -- spec -------------------------------------------------------------------------------------------------
     def make_spec(self, model: nn.Module, variant: Variant, head: nn.Module | None) -> EncoderSpec:

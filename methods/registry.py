@@ -28,6 +28,16 @@ def register(name: str, target: str) -> None:
 for _name, _target in {
     "dino": "methods.dino:Dino",
     "selfpatch": "methods.selfpatch:SelfPatch",
+    "mae": "methods.mae:MAE",
+    "mocov3": "methods.mocov3:MoCoV3",
+    "ibot": "methods.ibot:IBOT",
+    "deit": "methods.deit:DeiT",
+    "mfm": "methods.mfm:MFM",
+    "semmae": "methods.semmae:SemMAE",
+    "dino-mm": "methods.dino_mm:DinoMM",
+    "sdssl": "methods.sdssl:SDSSL",
+    "pacmac": "methods.pacmac:PACMAC",
+    "gcvit": "methods.gcvit:GCViT",
 }.items():
     register(_name, _target)
 

@@ -11,7 +11,9 @@ installed), and raises :class:`UnsafeCheckpointError` for anything else (``os.sy
 
 from __future__ import annotations
 
+import _compat_pickle
 import argparse
+import codecs
 import collections
 import io
 import pickle
@@ -88,6 +90,8 @@ def _build_allow_list() -> dict[str, Any]:
         "builtins.complex": complex,
         "builtins.object": object,
         "builtins.bytearray": bytearray,
+        # Protocol-2 pickles store bytes (numpy array data) as _codecs.encode(text, "latin1"); pure data.
+        "_codecs.encode": codecs.encode,
         # Protocol 0/1 pickles of plain objects; it can only instantiate classes this list admits.
         "copyreg._reconstructor": copyreg._reconstructor,
         # Configuration objects that official training scripts save next to the weights.
@@ -109,6 +113,11 @@ class Unpickler(pickle.Unpickler):
     """``pickle.Unpickler`` whose ``find_class`` admits :data:`ALLOWED_GLOBALS` only."""
 
     def find_class(self, module: str, name: str) -> Any:
+        # Protocol-2 pickles (torch.save's default) name Python 2 modules (__builtin__.set, copy_reg): map them
+        # as pickle's own fix_imports does. Those module names do not exist in Python 3, so nothing is shadowed.
+        if (module, name) in _compat_pickle.NAME_MAPPING:
+            module, name = _compat_pickle.NAME_MAPPING[(module, name)]
+        module = _compat_pickle.IMPORT_MAPPING.get(module, module)
         key = f"{module}.{name}"
         try:
             return ALLOWED_GLOBALS[key]

@@ -113,6 +113,10 @@ def read_checkpoint(path: Path | str) -> Any:
             return load_file(str(path), device="cpu")
         except (SafetensorError, OSError) as err:
             raise CheckpointError(f"{path}: not a readable safetensors file ({err})") from None
+    from methods.torchscript import is_torchscript_archive, read_torchscript_tensors
+
+    if is_torchscript_archive(path):  # torch.load would pass it to torch.jit.load, which runs the archive's code
+        return read_torchscript_tensors(path)
     try:
         return torch.load(path, map_location="cpu", pickle_module=safe_pickle, weights_only=False)
     except UnsafeCheckpointError as err:
@@ -170,9 +174,9 @@ def resample_pos_embed(sd: dict[str, torch.Tensor], model: torch.nn.Module, num_
         return []
     from timm.layers import resample_abs_pos_embed
 
-    n_dst = dst.shape[1] - num_prefix_tokens
-    side = int(round(n_dst**0.5))
-    if side * side != n_dst:
+    n_src, n_dst = src.shape[1] - num_prefix_tokens, dst.shape[1] - num_prefix_tokens
+    side, src_side = int(round(n_dst**0.5)), int(round(max(n_src, 0) ** 0.5))
+    if side * side != n_dst or src_side * src_side != n_src:  # not two square grids: leave it to the checks
         return []
     sd["pos_embed"] = resample_abs_pos_embed(src, (side, side), num_prefix_tokens=num_prefix_tokens)
     return [f"pos_embed {list(src.shape)} -> {list(dst.shape)} (bicubic resample)"]

@@ -1,0 +1,244 @@
+"""The ``vitbench`` command line. Arguments are parsed into plain values at this edge and nowhere else.
+
+Exit codes are stable: 0 ok, 1 user error (one line on stderr, no traceback), 2 usage error (argparse).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from methods.errors import VitbenchError
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=title, show_lines=False)
+    for c in columns:
+        table.add_column(c, overflow="fold")
+    for r in rows:
+        table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in r])
+    Console().print(table)
+
+
+# ------------------------------------------------------------------------------------------------ commands
+def cmd_methods(args: argparse.Namespace) -> int:
+    from methods import get_adapter, list_methods
+
+    described = [get_adapter(m).describe() for m in list_methods()]
+    if args.json:
+        _print_json(described)
+        return 0
+    rows = [[d["name"], d["lane"], ", ".join(v["name"] for v in d["variants"]), d["paper"]["venue"],
+             d["variants"][0]["license"]] for d in described]
+    _table("vitbench methods", ["method", "lane", "variants", "venue", "license"], rows)
+    return 0
+
+
+def cmd_tasks(args: argparse.Namespace) -> int:
+    from benchmarks.tasks import get_harness, list_tasks
+
+    described = [get_harness(t).describe() for t in list_tasks()]
+    if args.json:
+        _print_json([{"name": d["name"], "protocol": d["protocol"], "protocol_version": d["protocol_version"],
+                      "metrics": d["metrics"], "headline": d["headline"], "synth_kind": d["synth_kind"]}
+                     for d in described])
+        return 0
+    rows = [[d["name"], f"{d['protocol']} v{d['protocol_version']}", d["headline"], d["synth_kind"],
+             d["description"]] for d in described]
+    _table("vitbench tasks", ["task", "protocol", "headline", "smoke data", "description"], rows)
+    return 0
+
+
+def cmd_synth(args: argparse.Namespace) -> int:
+    from benchmarks.synth import synth
+
+    root = synth(args.kind, Path(args.out), args.seed)
+    print(f"wrote synthetic '{args.kind}' data to {root}")
+    return 0
+
+
+def _parse_overrides(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
+    out = []
+    for item in items:
+        key, sep, raw = item.partition("=")
+        if not sep or not key:
+            raise VitbenchError(f"--set {item!r}: expected KEY=VALUE (e.g. --set epochs=10)")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        out.append((key, tuple(value) if isinstance(value, list) else value))
+    return tuple(out)
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    from benchmarks.runner import RunRequest, run
+
+    req = RunRequest(
+        method=args.method, task=args.task, data=Path(args.data) if args.data else None, weights=args.weights,
+        seed=args.seed, out=Path(args.out), device=args.device, smoke=args.smoke, force=args.force,
+        cache_dir=Path(args.cache) if args.cache else None, protocol_overrides=_parse_overrides(args.set),
+        progress=not args.no_progress,
+    )
+    try:
+        path, record = run(req)
+    except TypeError as err:  # an unknown --set key reaches the protocol dataclass
+        if "unexpected keyword" in str(err):
+            raise VitbenchError(f"--set: {err}") from None
+        raise
+    if record is None:
+        print(f"skipped: {path} exists (use --force to run again)")
+        return 0
+    rows = [[k, v] for k, v in record.metrics.items() if not k.startswith(("top1_b", "top1_avg_b", "top5_k"))]
+    _table(f"{record.method}:{record.variant} on {record.task} ({record.track})", ["metric", "value"], rows)
+    print(f"record: {path}")
+    return 0
+
+
+def cmd_validate(args: argparse.Namespace) -> int:
+    from benchmarks.validate import validate_files
+
+    results = validate_files([Path(f) for f in args.files])
+    bad = 0
+    for path, problem in results:
+        if problem is None:
+            print(f"ok: {path}")
+        else:
+            bad += 1
+            print(f"invalid: {problem}", file=sys.stderr)
+    return 1 if bad else 0
+
+
+def cmd_inspect(args: argparse.Namespace) -> int:
+    from methods import build_encoder
+
+    enc = build_encoder(args.method, weights=args.weights)
+    ident = enc.identity
+    info = {"method": ident.method, "variant": ident.variant, "arch": ident.arch, "weights": ident.weights_source,
+            "sha256": ident.weights_sha256, "load_report": ident.load_report.to_dict() if ident.load_report else None,
+            "spec": enc.spec.to_dict(), "data_config": enc.data_config.to_dict()}
+    if args.json:
+        _print_json(info)
+        return 0
+    rep = ident.load_report
+    print(f"{ident.method}:{ident.variant} ({ident.arch})")
+    print(f"  file     {ident.weights_source}")
+    print(f"  sha256   {ident.weights_sha256}")
+    if rep is not None:
+        print(f"  key      {rep.checkpoint_key or '<flat state dict>'}; stripped {rep.stripped_prefixes or '-'}")
+        print(f"  matched  {rep.matched} keys")
+        for label, keys in (("dropped", rep.dropped), ("converted", rep.converted),
+                            ("missing (allowed)", rep.missing_allowed)):
+            print(f"  {label:<9}{len(keys)}" + "".join(f"\n    {k}" for k in keys[:50]))
+    s = enc.spec
+    print(f"  spec     family={s.family} embed_dim={s.embed_dim} blocks={s.num_blocks} dense={list(s.indices)} "
+          f"channels={list(s.channels)} strides={list(s.reductions)} global={s.global_pool}")
+    return 0
+
+
+# ------------------------------------------------------------------------------------------------ parser
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="vitbench", description="Benchmark pretrained vision encoders.")
+    parser.add_argument("--version", action="version", version=_version())
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("methods", help="list method adapters, variants, papers and licenses")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_methods)
+
+    p = sub.add_parser("tasks", help="list benchmark tasks and their protocol versions")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_tasks)
+
+    p = sub.add_parser("data", help="dataset utilities")
+    dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
+    s = dsub.add_parser("synth", help="write a tiny synthetic dataset in the real on-disk format")
+    s.add_argument("kind", help="imagefolder, coco, ... (see `vitbench tasks`: smoke data)")
+    s.add_argument("--out", required=True)
+    s.add_argument("--seed", type=int, default=0)
+    s.set_defaults(func=cmd_synth)
+
+    p = sub.add_parser("run", help="run one task on one method and write its result record")
+    p.add_argument("--method", required=True, help="METHOD or METHOD:VARIANT (see `vitbench methods`)")
+    p.add_argument("--task", required=True, help="task id (see `vitbench tasks`)")
+    p.add_argument("--data", help="dataset root in the task's layout")
+    p.add_argument("--weights", help="checkpoint PATH, URL, hf-hub:owner/repo/file, or 'random' (default: pinned URL)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--out", default="results", help="results root; the record goes to OUT/runs/<task>/<method>/")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
+    p.add_argument("--smoke", action="store_true", help="tiny CPU setting of the protocol; record track 'smoke'")
+    p.add_argument("--force", action="store_true", help="run even if the record exists, and overwrite it")
+    p.add_argument("--cache", help="feature cache folder (default $VITBENCH_CACHE or ~/.cache/vitbench)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a protocol field")
+    p.add_argument("--no-progress", action="store_true")
+    p.set_defaults(func=cmd_run)
+
+    p = sub.add_parser("validate", help="validate result records (for submissions)")
+    p.add_argument("files", nargs="+")
+    p.set_defaults(func=cmd_validate)
+
+    p = sub.add_parser("inspect-weights", help="load a checkpoint and print its load report and sha256")
+    p.add_argument("--method", required=True, help="METHOD or METHOD:VARIANT")
+    p.add_argument("--weights", required=True, help="checkpoint PATH or URL")
+    p.add_argument("--json", action="store_true")
+    p.set_defaults(func=cmd_inspect)
+
+    try:
+        from leaderboard.cli import add_parsers
+    except ImportError:  # the leaderboard package is optional at this layer
+        pass
+    else:
+        add_parsers(sub)
+    for extra in ("benchmarks.sweep",):
+        try:
+            mod = __import__(extra, fromlist=["add_parsers"])
+        except ImportError:
+            continue
+        mod.add_parsers(sub)
+    return parser
+
+
+def _version() -> str:
+    import benchmarks
+
+    return f"vitbench {benchmarks.__version__}"
+
+
+def _one_line(err: BaseException) -> str:
+    """Errors re-raised from DataLoader workers carry a traceback in their message: keep the last line."""
+    lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
+    text = lines[-1] if lines else type(err).__name__
+    for prefix in ("methods.errors.", "DataError: ", "CheckpointError: "):
+        if text.startswith(prefix):
+            text = text.split(": ", 1)[-1]
+    return text
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        return int(args.func(args) or 0)
+    except VitbenchError as err:
+        print(f"vitbench: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("vitbench: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

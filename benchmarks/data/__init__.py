@@ -1,0 +1,1 @@
+"""Datasets in their real on-disk layouts, with strict scanning and synthetic makers."""

@@ -1,0 +1,205 @@
+"""GC ViT (Hatamizadeh et al., ICML 2023): a supervised hierarchical ViT with local + global-query window attention.
+
+The official checkpoints (HF ``nvidia/GCViT``, ``gcvit_1k_*.pth.tar``) are timm ``train.py`` files
+``{epoch, arch, state_dict, optimizer, version, args: Namespace, amp_scaler?, state_dict_ema?, metric}`` with
+NVlabs' names (``models/gc_vit.py``), which timm's from-scratch ``gcvit_*`` does not share and has no filter for:
+
+| NVlabs                                                   | timm                                                   |
+|----------------------------------------------------------|--------------------------------------------------------|
+| ``patch_embed.proj``                                     | ``stem.conv1``                                         |
+| ``patch_embed.conv_down.*`` (ReduceSize, keep_dim)       | ``stem.down.*`` (Downsample2d)                         |
+| ``levels.{i}.downsample.*`` (end of level i)             | ``stages.{i+1}.downsample.*`` (start of stage i+1)     |
+| ``levels.{i}.q_global_gen.to_q_global.{k}.conv.*``       | ``stages.{i}.global_block.blocks.conv{k+1}.*``         |
+| ReduceSize/FeatExtract ``conv.{0,2.fc.0,2.fc.2,3}``      | MbConvBlock ``conv_dw, se.fc1, se.fc2, conv_pw``       |
+| SE ``fc.{0,2}.weight`` Linear ``[o, i]``                 | SEModule ``fc{1,2}.weight`` 1x1 conv ``[o, i, 1, 1]``  |
+| ``blocks.{j}.attn.relative_position_bias_table``         | ``blocks.{j}.attn.rel_pos.relative_position_bias_table``|
+| ``blocks.{j}.attn.relative_position_index`` (buffer)     | — (timm recomputes it; checked equal, then dropped)    |
+| ``blocks.{j}.gamma{1,2}`` (layer scale, S/B/L only)      | ``blocks.{j}.ls{1,2}.gamma``                           |
+| ``norm`` (after the last level)                          | ``stages.3.norm`` (inside the last stage)              |
+| ``head`` (ImageNet classifier)                           | — (dropped: encoder only)                              |
+
+NVlabs' first code (2022-06, v1) kept ``levels.{i}.to_q_global`` on the level and built the global query with a
+different tensor layout; its files are refused. Files already in timm's layout (timm's own converted weights) load
+unchanged. forward_dense = the four stage outputs (strides 4..32, before the next stage's downsample, the last one
+after the final norm), the features NVlabs' detection backbone taps (it adds its own per-level norms).
+"""
+
+from __future__ import annotations
+
+import re
+
+import timm
+import torch
+from torch import nn
+
+from methods.base import MethodAdapter, Paper, Variant, with_variant
+from methods.errors import CheckpointError
+
+_HF = "https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_{}.pth.tar"  # NVlabs models/gc_vit.py, 2023-07+
+_README = ("HF gcvit_1k_* = the 2023-05-21 IN-1k release (README 2023-05 table, top-1 {}); "
+           "the 2022-07/2022-08 README numbers belong to earlier Google-Drive files that this release replaced")
+
+# timm lacks these: timm's own GlobalContextVit class with NVlabs' hyper-parameters (models/gc_vit.py @ 8e1941f).
+_NOT_IN_TIMM = {
+    "gcvit_tiny2": dict(depths=(3, 4, 29, 5), num_heads=(2, 4, 8, 16), embed_dim=64, mlp_ratio=3),
+    "gcvit_small2": dict(depths=(3, 4, 23, 5), num_heads=(3, 6, 12, 24), embed_dim=96, mlp_ratio=3, layer_scale=1e-5),
+    "gcvit_large": dict(depths=(3, 4, 19, 5), num_heads=(6, 12, 24, 48), embed_dim=192, mlp_ratio=2, layer_scale=1e-5),
+}
+
+# The conv stack NVlabs' ReduceSize and FeatExtract share -> timm's MbConvBlock (dw 3x3, GELU, SE, pw 1x1).
+_MBCONV = {"conv.0.weight": "conv_dw.weight", "conv.2.fc.0.weight": "se.fc1.weight",
+           "conv.2.fc.2.weight": "se.fc2.weight", "conv.3.weight": "conv_pw.weight"}
+_REDUCE_OWN = ("reduction.weight", "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias")
+_BLOCK = re.compile(r"levels\.(\d+)\.blocks\.(\d+)\.(norm[12]\.(?:weight|bias)|attn\.(?:qkv|proj)\.(?:weight|bias)"
+                    r"|mlp\.fc[12]\.(?:weight|bias)|attn\.relative_position_bias_table|gamma[12])$")
+
+
+def _mbconv(suffix: str, v: torch.Tensor, key: str) -> tuple[str, torch.Tensor]:
+    if suffix not in _MBCONV:
+        raise CheckpointError(f"GC ViT: no timm name for NVlabs key {key}")
+    if ".fc." in suffix:  # SE: nn.Linear [o, i] in NVlabs, 1x1 nn.Conv2d [o, i, 1, 1] in timm
+        if v.ndim != 2:
+            raise CheckpointError(f"GC ViT: {key} should be a Linear weight [o, i], got {list(v.shape)}")
+        v = v[:, :, None, None]
+    elif suffix == "conv.0.weight" and (v.ndim != 4 or v.shape[1] != 1):
+        raise CheckpointError(f"GC ViT: {key} should be a depthwise conv [C, 1, 3, 3], got {list(v.shape)}")
+    return _MBCONV[suffix], v
+
+
+def _reduce(suffix: str, v: torch.Tensor, key: str) -> tuple[str, torch.Tensor]:
+    """NVlabs ReduceSize (norm1, conv stack, strided reduction, norm2) -> timm Downsample2d."""
+    if suffix in _REDUCE_OWN:
+        return suffix, v
+    name, v = _mbconv(suffix, v, key)
+    return "conv_block." + name, v
+
+
+def _check_rel_index(key: str, index: torch.Tensor, table: torch.Tensor | None) -> None:
+    """NVlabs stores the Swin relative-position index; timm recomputes it, so it must be the standard one."""
+    from timm.layers import gen_relative_position_index
+
+    w = int(round(index.shape[0] ** 0.5))
+    if index.ndim != 2 or w * w != index.shape[0] or index.shape[0] != index.shape[1]:
+        raise CheckpointError(f"GC ViT: {key} has shape {list(index.shape)}, expected [w*w, w*w]")
+    if table is not None and table.shape[0] != (2 * w - 1) ** 2:
+        raise CheckpointError(f"GC ViT: {key} is for a {w}x{w} window but its bias table has {table.shape[0]} rows")
+    if not torch.equal(index.long(), gen_relative_position_index((w, w)).view(w * w, w * w)):
+        raise CheckpointError(f"GC ViT: {key} is not the standard {w}x{w} relative-position index timm computes")
+
+
+def convert_nvlabs(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor], list[str]]:
+    """Map an NVlabs GC ViT state dict to timm ``GlobalContextVit`` names (every key; shapes checked)."""
+    if any(re.match(r"levels\.\d+\.to_q_global\.", k) for k in sd):
+        raise CheckpointError(
+            "GC ViT: this file has NVlabs' 2022-06 (v1) layout (levels.N.to_q_global): that code built the global "
+            "query with a different tensor layout than later NVlabs code and timm, so it cannot be loaded faithfully")
+    last = max(int(m[1]) for k in sd if (m := re.match(r"levels\.(\d+)\.", k)))
+    out: dict[str, torch.Tensor] = {}
+    lines: dict[str, int] = {}
+    for key, v in sd.items():
+        new: str | None
+        if key.startswith("patch_embed.proj."):
+            new, kind = "stem.conv1." + key.removeprefix("patch_embed.proj."), "patch_embed.proj -> stem.conv1"
+        elif key.startswith("patch_embed.conv_down."):
+            name, v = _reduce(key.removeprefix("patch_embed.conv_down."), v, key)
+            new, kind = "stem.down." + name, "patch_embed.conv_down -> stem.down"
+        elif m := re.match(r"levels\.(\d+)\.downsample\.(.+)$", key):
+            name, v = _reduce(m[2], v, key)
+            new, kind = f"stages.{int(m[1]) + 1}.downsample.{name}", "levels.i.downsample -> stages.i+1.downsample"
+        elif m := re.match(r"levels\.(\d+)\.q_global_gen\.to_q_global\.(\d+)\.(.+)$", key):
+            name, v = _mbconv(m[3], v, key)
+            new = f"stages.{m[1]}.global_block.blocks.conv{int(m[2]) + 1}.{name}"
+            kind = "levels.i.q_global_gen.to_q_global.k -> stages.i.global_block.blocks.conv(k+1)"
+        elif m := re.match(r"levels\.(\d+)\.blocks\.(\d+)\.attn\.relative_position_index$", key):
+            _check_rel_index(key, v, sd.get(key.replace("relative_position_index", "relative_position_bias_table")))
+            new, kind = None, "relative_position_index buffers: standard Swin index, dropped (timm recomputes it)"
+        elif m := _BLOCK.match(key):
+            part = m[3]
+            if part == "attn.relative_position_bias_table":
+                part, kind = "attn.rel_pos.relative_position_bias_table", "attn.relative_position_bias_table -> attn.rel_pos.*"
+                if v.ndim != 2:
+                    raise CheckpointError(f"GC ViT: {key} should be [(2w-1)^2, heads], got {list(v.shape)}")
+            elif part.startswith("gamma"):
+                part, kind = f"ls{part[-1]}.gamma", "gamma1/gamma2 -> ls1.gamma/ls2.gamma (layer scale)"
+            else:
+                kind = "levels.i.blocks.j.{norm,attn.qkv,attn.proj,mlp} -> stages.i.blocks.j.* (same suffix)"
+            new = f"stages.{m[1]}.blocks.{m[2]}.{part}"
+        elif key in ("norm.weight", "norm.bias"):
+            new, kind = f"stages.{last}.norm.{key.split('.')[1]}", f"norm -> stages.{last}.norm"
+        else:
+            new, kind = key, ""  # head.* and anything unknown: left for drop / the strict loader to name
+        if new is not None:
+            out[new] = v
+        if kind:
+            lines[kind] = lines.get(kind, 0) + 1
+    return out, [f"{k} ({n} keys)" for k, n in lines.items()]
+
+
+_XXTINY = Variant(
+    name="xxtiny",
+    arch="gcvit_xxtiny",
+    weights_url=_HF.format("xxtiny"),
+    file_name="gcvit_1k_xxtiny.pth.tar",
+    license="CC-BY-NC-SA-4.0",
+    # timm's train.py keeps the best epoch by the EMA's top-1 when trained with --model-ema (the README command),
+    # so the EMA weights are what the reported accuracy measured; files without EMA fall back to state_dict.
+    checkpoint_keys=("state_dict_ema", "state_dict"),
+    strip_prefixes=("module.",),
+    drop=("head.*",),
+    dense_indices=(0, 1, 2, 3),
+    data_config={"crop_pct": 1.0},  # NVlabs' per-model eval crop (models/gc_vit.py default_cfgs)
+    notes=_README.format("79.9; 2022-07: 79.78, 2022-08: 79.80"),
+)
+
+
+class GCViT(MethodAdapter):
+    name = "gcvit"
+    paper = Paper(
+        title="Global Context Vision Transformers",
+        arxiv="2206.09959",
+        code_url="https://github.com/NVlabs/GCVit",
+        venue="ICML 2023",
+    )
+    lane = "supervised"
+    variants = (
+        _XXTINY,
+        with_variant(_XXTINY, name="xtiny", arch="gcvit_xtiny", weights_url=_HF.format("xtiny"),
+                     file_name="gcvit_1k_xtiny.pth.tar", data_config={"crop_pct": 0.875},
+                     notes=_README.format("82.0; 2022-07: 81.95, 2022-08: 82.04")),
+        with_variant(_XXTINY, name="tiny", arch="gcvit_tiny", weights_url=_HF.format("tiny"),
+                     file_name="gcvit_1k_tiny.pth.tar",
+                     notes=_README.format("83.5; 2022-06: 83.2, 2022-07: 83.37, 2022-08: 83.40")),
+        with_variant(_XXTINY, name="small", arch="gcvit_small", weights_url=_HF.format("small"),
+                     file_name="gcvit_1k_small.pth.tar", data_config={"crop_pct": 0.875},
+                     notes=_README.format("84.3; 2022-06: 83.9, 2022-07: 83.90, 2022-08: 83.95")),
+        with_variant(_XXTINY, name="base", arch="gcvit_base", weights_url=_HF.format("base"),
+                     file_name="gcvit_1k_base.pth.tar",
+                     notes=_README.format("85.0; 2022-06: 84.4, 2022-07/08: 84.47")),
+        with_variant(_XXTINY, name="tiny2", arch="gcvit_tiny2", weights_url=_HF.format("tiny2"),
+                     file_name="gcvit_1k_tiny2.pth.tar", data_config={"crop_pct": 0.875},
+                     notes="arch not in timm: timm's GlobalContextVit built with NVlabs' gc_vit_tiny2 config; "
+                           + _README.format("83.7 (new in 2023)")),
+        with_variant(_XXTINY, name="small2", arch="gcvit_small2", weights_url=_HF.format("small2"),
+                     file_name="gcvit_1k_small2.pth.tar", data_config={"crop_pct": 0.875},
+                     notes="arch not in timm: timm's GlobalContextVit built with NVlabs' gc_vit_small2 config; "
+                           + _README.format("84.8 (new in 2023)")),
+        with_variant(_XXTINY, name="large", arch="gcvit_large", weights_url=_HF.format("large"),
+                     file_name="gcvit_1k_large.pth.tar",
+                     notes="arch not in timm: timm's GlobalContextVit built with NVlabs' gc_vit_large config; "
+                           + _README.format("85.7; 2022-11: 84.63, 2023-01: 84.8")),
+    )
+
+    def create_model(self, variant: Variant) -> nn.Module:
+        # Not the base hook: it adds ViT-only dynamic_img_size to any arch containing "vit", which GC ViT rejects.
+        # GC ViT's window and global-query sizes are fixed by img_size (224 -> windows 7/7/14/7).
+        kwargs = {"num_classes": 0, **variant.model_kwargs}
+        if variant.arch in _NOT_IN_TIMM:
+            from timm.models.gcvit import GlobalContextVit
+
+            return GlobalContextVit(**{**_NOT_IN_TIMM[variant.arch], **kwargs})
+        return timm.create_model(variant.arch, pretrained=False, **kwargs)
+
+    def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:
+        if not any(k.startswith(("levels.", "patch_embed.")) for k in sd):
+            return sd, []  # already timm's layout (e.g. timm's own converted gcvit_*.in1k weights)
+        return convert_nvlabs(sd)

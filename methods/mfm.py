@@ -1,0 +1,58 @@
+"""MFM, Masked Frequency Modeling (Xie et al., ICLR 2023): reconstruct masked frequencies of the image spectrum.
+
+Checkpoints are ``utils.py::save_checkpoint`` dicts ``{'model', 'optimizer', 'lr_scheduler', 'max_accuracy', 'epoch',
+'config' (a pickled yacs CfgNode) (, 'amp')}``; ``model`` is the whole ``MFM`` module: ``encoder.*`` and the pixel
+decoder ``decoder.0.*`` (a 1x1 conv before PixelShuffle). The ViT encoder is BEiT's: ``attn.qkv`` has no bias, and
+separate ``attn.q_bias``/``attn.v_bias`` stand in for it with a zero key bias (``models/vision_transformer.py``), which
+is exactly timm's ``qkv.bias = cat(q_bias, 0, v_bias)``. The pretraining configs use an absolute learned position
+embedding, no layer scale, no relative position bias. MFM's loss sees only patch tokens (the encoder output drops the
+CLS token before the decoder), so ``forward_global`` averages the normed patch tokens. The ResNet-50 encoder is timm's
+``ResNet`` itself (``ResNetForMFM``), so its names are timm's.
+"""
+
+from __future__ import annotations
+
+import torch
+
+from methods.base import MethodAdapter, Paper, Variant, with_variant
+from methods.errors import CheckpointError
+
+_VITB16 = Variant(
+    name="vitb16",
+    arch="vit_base_patch16_224",
+    model_kwargs={"global_pool": "avg", "fc_norm": False},  # keep the pretrained `norm`, pool patch tokens
+    license="S-Lab License 1.0 (non-commercial)",
+    checkpoint_keys=("model",),
+    strip_prefixes=("module.", "encoder."),
+    drop=("decoder.*",),
+    notes="Google Drive only (no stable URL, no sha256); pass --weights PATH to the MFM ViT-B/16 300-epoch file",
+)
+
+
+class MFM(MethodAdapter):
+    name = "mfm"
+    global_pool = "avg"
+    paper = Paper(
+        title="Masked Frequency Modeling for Self-Supervised Visual Pre-Training",
+        arxiv="2206.07706",
+        code_url="https://github.com/Jiahao000/MFM",
+        venue="ICLR 2023",
+    )
+    variants = (
+        _VITB16,
+        with_variant(_VITB16, name="rn50", arch="resnet50", model_kwargs={}, dense_indices=(1, 2, 3, 4),
+                     notes="Google Drive only (no stable URL, no sha256); MFM ResNet-50 300-epoch file"),
+    )
+
+    def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:
+        q_keys = [k for k in sd if k.endswith("attn.q_bias")]
+        if not q_keys:
+            return sd, []
+        sd = dict(sd)
+        for q_key in q_keys:
+            v_key = q_key.removesuffix("q_bias") + "v_bias"
+            if v_key not in sd:
+                raise CheckpointError(f"{q_key} has no matching {v_key}: not a BEiT-style attention layout")
+            q, v = sd.pop(q_key), sd.pop(v_key)
+            sd[q_key.removesuffix("q_bias") + "qkv.bias"] = torch.cat([q, torch.zeros_like(q), v])
+        return sd, [f"blocks.*.attn.q_bias/v_bias -> attn.qkv.bias = cat(q_bias, 0, v_bias) ({len(q_keys)} blocks)"]

@@ -1,0 +1,42 @@
+"""SemMAE (Li et al., NeurIPS 2022): MAE whose masks follow semantic parts learned from iBOT attention.
+
+SemMAE is built on MAE (timm 0.3.2): ``main_pretrain_setting3.py`` saves MAE's ``{'model', 'optimizer', 'epoch',
+'scaler', 'args'}`` with the whole ``MaskedAutoencoderViT`` under ``model``; the encoder names are timm's and the
+decoder and mask token are dropped. The ViT-B/8 model is defined with ``img_size=112`` (``models_vit.py``:
+14x14 = 196 tokens, the token count of B/16 at 224), so B/8 runs at 112 px.
+Position embeddings: ``models_mae_setting3.py`` hard-codes a 28x28 grid (``pos_embed`` [1, 785, C], fixed sin-cos)
+and adds to each of its 196 tokens the entry of that patch's index, read from the repo's preprocessed ``.npy`` inputs
+(not released). A plain image carries no such index, so a grid that differs from the model's is resampled (bicubic) at
+load and the load report says so; this is our reading, the Drive files were not inspected.
+"""
+
+from __future__ import annotations
+
+from methods.base import MethodAdapter, Paper, Variant, with_variant
+from methods.mae import MAE_DECODER_KEYS
+
+_VITB16 = Variant(
+    name="vitb16",
+    arch="vit_base_patch16_224",
+    license="none (all rights reserved)",  # the repository has no LICENSE file
+    checkpoint_keys=("model",),
+    strip_prefixes=("module.",),
+    drop=MAE_DECODER_KEYS,
+    notes="800-epoch pretrained file on Google Drive only (README md5 prefix 1482ae; no sha256); pass --weights PATH",
+)
+
+
+class SemMAE(MethodAdapter):
+    name = "semmae"
+    paper = Paper(
+        title="SemMAE: Semantic-Guided Masking for Learning Masked Autoencoders",
+        arxiv="2206.10207",
+        code_url="https://github.com/ucasligang/SemMAE",
+        venue="NeurIPS 2022",
+    )
+    variants = (
+        _VITB16,
+        with_variant(_VITB16, name="vitb8", arch="vit_base_patch8_224", model_kwargs={"img_size": 112},
+                     notes="img_size=112 as SemMAE defines ViT-B/8; 800-epoch pretrained file on Google Drive only "
+                           "(README md5 prefix 322b6a; no sha256); pass --weights PATH"),
+    )
