@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shlex
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
@@ -91,7 +92,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         method=args.method, task=args.task, data=Path(args.data) if args.data else None, weights=args.weights,
         seed=args.seed, out=Path(args.out), device=args.device, smoke=args.smoke, force=args.force,
         cache_dir=Path(args.cache) if args.cache else None, protocol_overrides=_parse_overrides(args.set),
-        progress=not args.no_progress,
+        progress=not args.no_progress, command=args.command_line,
     )
     try:
         path, record = run(req)
@@ -229,7 +230,9 @@ def _one_line(err: BaseException) -> str:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
+    args.command_line = shlex.join(["vitbench", *argv])  # recorded as the record's provenance.command
     try:
         return int(args.func(args) or 0)
     except VitbenchError as err:

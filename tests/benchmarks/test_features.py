@@ -1,0 +1,61 @@
+"""Feature cache: one forward pass per (weights, data, transform); interrupted extraction resumes."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+from torch.utils.data import Dataset
+
+from benchmarks.features import FeatureKey, extract
+
+
+class _Toy(Dataset):
+    def __init__(self, n: int, fail_at: int | None = None) -> None:
+        self.n, self.fail_at = n, fail_at
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        if i == self.fail_at:
+            raise RuntimeError("interrupted")
+        return torch.full((3, 2, 2), float(i)), i % 3
+
+
+KEY = FeatureKey("w", "fp", "train", "t", "global")
+
+
+def _fn(calls: list[int]):
+    def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        calls.append(len(x))
+        return {"global": x.flatten(1)[:, :2] * 2}
+
+    return fn
+
+
+def test_second_extraction_hits_the_cache(tmp_path: Path) -> None:
+    calls: list[int] = []
+    a = extract(_fn(calls), _Toy(10), KEY, cache_dir=tmp_path, device="cpu", batch_size=4, num_workers=0)
+    assert sum(calls) == 10
+    b = extract(_fn(calls), _Toy(10), KEY, cache_dir=tmp_path, device="cpu", batch_size=4, num_workers=0)
+    assert sum(calls) == 10, "cached features must not run the model again"
+    assert np.array_equal(a["global"], b["global"]) and b["global"].dtype == np.float16
+    assert list(b["labels"]) == [i % 3 for i in range(10)]
+    other = FeatureKey("w", "fp", "train", "t2", "global")  # another transform is another cache entry
+    extract(_fn(calls), _Toy(10), other, cache_dir=tmp_path, device="cpu", batch_size=4, num_workers=0)
+    assert sum(calls) == 20
+
+
+def test_interrupted_extraction_resumes(tmp_path: Path) -> None:
+    calls: list[int] = []
+    with pytest.raises(RuntimeError, match="interrupted"):
+        extract(_fn(calls), _Toy(12, fail_at=9), KEY, cache_dir=tmp_path, device="cpu", batch_size=2,
+                num_workers=0, flush_every=1)
+    assert sum(calls) == 8  # four batches done and checkpointed before the failing one
+    calls.clear()
+    out = extract(_fn(calls), _Toy(12), KEY, cache_dir=tmp_path, device="cpu", batch_size=2, num_workers=0)
+    assert sum(calls) == 4, "only the unfinished images are extracted again"
+    assert np.array_equal(out["global"][:, 0], np.arange(12, dtype=np.float16) * 2)
