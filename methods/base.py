@@ -8,6 +8,7 @@ official checkpoint into an :class:`Encoder`; harnesses only ever see the :class
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -191,9 +192,22 @@ class Encoder(nn.Module):
             if self.spec.probe_pool == "token":
                 return torch.stack([prefix[:, 0] for _, prefix in outs], dim=1), avg
             return avg, avg
+        # Hierarchical/CNN: "blocks" are stages, globally average-pooled. Stages differ in width, so only stages of
+        # one width can be stacked; harnesses group their requests by width (see EncoderSpec / probe_widths).
         outs = self.model.forward_intermediates(x, indices=list(blocks), output_fmt="NCHW", intermediates_only=True)
+        widths = {o.shape[1] for o in outs}
+        if len(widths) > 1:
+            raise ValueError(f"forward_probe: stages {list(blocks)} differ in width {sorted(widths)}; "
+                             "request stages of one width at a time")
         avg = torch.stack([o.mean(dim=(2, 3)) for o in outs], dim=1)
         return avg, avg
+
+    def probe_widths(self, blocks: list[int]) -> list[int]:
+        """Width ``d`` of :meth:`forward_probe`'s features for each block (ViT: all equal; stages: per stage)."""
+        if self.spec.family == "vit":
+            return [self.spec.block_dim] * len(blocks)
+        info = self.model.feature_info
+        return [int(info[b]["num_chs"]) for b in blocks]
 
     def forward_tokens(self, x: torch.Tensor, n_last: int) -> torch.Tensor:
         """``[B, C, H, W] -> [B, n_last, d]``: the probe token of each of the last ``n_last`` blocks."""
@@ -209,6 +223,9 @@ class Encoder(nn.Module):
 
 
 # ------------------------------------------------------------------------------------------------ adapters
+_PLAIN_VIT = re.compile(r"(^|_)(vit|deit|spvit)_")
+
+
 def _quarter_indices(depth: int) -> tuple[int, ...]:
     """Blocks at 1/3, 1/2, 2/3 and the end: (3, 5, 7, 11) for 12 blocks, as SelfPatch/XCiT detection uses."""
     return tuple(sorted({max(0, round(depth * f) - 1) for f in (1 / 3, 1 / 2, 2 / 3, 1.0)}))
@@ -238,7 +255,7 @@ class MethodAdapter:
     def create_model(self, variant: Variant) -> nn.Module:
         """Build the bare timm model (no classifier). ViTs get ``dynamic_img_size`` like DINO's own ViT."""
         kwargs: dict[str, Any] = {"num_classes": 0, **variant.model_kwargs}
-        if "vit" in variant.arch or "deit" in variant.arch:
+        if _PLAIN_VIT.search(variant.arch):  # vit_*, deit_*, spvit_*, sgt_vit_* (not gcvit_*: windows fix its size)
             kwargs.setdefault("dynamic_img_size", True)
         return timm.create_model(variant.arch, pretrained=False, **kwargs)
 
@@ -322,19 +339,19 @@ class MethodAdapter:
     def build(self, variant: str | None = None, weights: str | Path | None = None, seed: int = 0) -> Encoder:
         """Build the encoder of ``variant`` with ``weights``: a path, URL, hub id, "random", or None (pinned URL)."""
         v = self.variant(variant)
-        torch.manual_seed(seed)  # "random" weights are reproducible per seed
-        model = self.create_model(v)
-        head = self.create_global_head(v, model)
-        report: LoadReport | None = None
-        sha: str | None = None
-        file_name: str | None = None
-        if weights is None:
+        if weights is None:  # checked before building: a ViT-H takes a while to initialise
             if not v.released or not v.weights_url:
                 raise CheckpointError(
                     f"{self.name}:{v.name} has no public weights to download; pass --weights PATH "
                     "(or --weights random for a smoke run)"
                 )
             weights = v.weights_url
+        torch.manual_seed(seed)  # "random" weights are reproducible per seed
+        model = self.create_model(v)
+        head = self.create_global_head(v, model)
+        report: LoadReport | None = None
+        sha: str | None = None
+        file_name: str | None = None
         source = str(weights)
         if source != "random":
             path = resolve_weights(source, v.sha256 if is_url(source) else None)

@@ -13,8 +13,8 @@ NVlabs' names (``models/gc_vit.py``), which timm's from-scratch ``gcvit_*`` does
 | ReduceSize/FeatExtract ``conv.{0,2.fc.0,2.fc.2,3}``      | MbConvBlock ``conv_dw, se.fc1, se.fc2, conv_pw``       |
 | SE ``fc.{0,2}.weight`` Linear ``[o, i]``                 | SEModule ``fc{1,2}.weight`` 1x1 conv ``[o, i, 1, 1]``  |
 | ``blocks.{j}.attn.relative_position_bias_table``         | ``blocks.{j}.attn.rel_pos.relative_position_bias_table``|
-| ``blocks.{j}.attn.relative_position_index`` (buffer)     | — (timm recomputes it; checked equal, then dropped)    |
-| ``blocks.{j}.gamma{1,2}`` (layer scale, S/B/L only)      | ``blocks.{j}.ls{1,2}.gamma``                           |
+| ``blocks.{j}.attn.relative_position_index`` (buffer)     | — (checked to be the standard index, dropped)          |
+| ``blocks.{j}.gamma{1,2}`` (layer scale: S, S2, B, L)     | ``blocks.{j}.ls{1,2}.gamma``                           |
 | ``norm`` (after the last level)                          | ``stages.3.norm`` (inside the last stage)              |
 | ``head`` (ImageNet classifier)                           | — (dropped: encoder only)                              |
 
@@ -26,6 +26,7 @@ after the final norm), the features NVlabs' detection backbone taps (it adds its
 
 from __future__ import annotations
 
+import functools
 import re
 
 import timm
@@ -36,9 +37,16 @@ from methods.base import MethodAdapter, Paper, Variant, with_variant
 from methods.errors import CheckpointError
 
 _HF = "https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_{}.pth.tar"  # NVlabs models/gc_vit.py, 2023-07+
-_README = ("HF gcvit_1k_* = the 2023-05-21 IN-1k release (README 2023-05 table, top-1 {}); "
-           "the 2022-07/2022-08 README numbers belong to earlier Google-Drive files that this release replaced")
 
+
+def _notes(top1: str, earlier: str = "", prefix: str = "") -> str:
+    """Which README version a number belongs to: the weights changed several times under the same names."""
+    older = f"; older README tables ({earlier}) describe earlier releases" if earlier else ""
+    return (f"{prefix}HF gcvit_1k_*.pth.tar = NVlabs' 2023-05-21 IN-1k release: README table of 2023-05, top-1 {top1} "
+            f"(models/gc_vit.py cfgs point at HF instead of that release's Drive links since 2023-07-22){older}")
+
+
+_BUILT = "arch not in timm: timm's GlobalContextVit class with NVlabs' gc_vit_{} config. "
 # timm lacks these: timm's own GlobalContextVit class with NVlabs' hyper-parameters (models/gc_vit.py @ 8e1941f).
 _NOT_IN_TIMM = {
     "gcvit_tiny2": dict(depths=(3, 4, 29, 5), num_heads=(2, 4, 8, 16), embed_dim=64, mlp_ratio=3),
@@ -74,16 +82,21 @@ def _reduce(suffix: str, v: torch.Tensor, key: str) -> tuple[str, torch.Tensor]:
     return "conv_block." + name, v
 
 
-def _check_rel_index(key: str, index: torch.Tensor, table: torch.Tensor | None) -> None:
-    """NVlabs stores the Swin relative-position index; timm recomputes it, so it must be the standard one."""
+@functools.cache
+def _standard_index(w: int) -> torch.Tensor:
     from timm.layers import gen_relative_position_index
 
+    return gen_relative_position_index((w, w)).view(w * w, w * w)
+
+
+def _check_rel_index(key: str, index: torch.Tensor, table: torch.Tensor | None) -> None:
+    """NVlabs stores the Swin relative-position index; timm recomputes it, so it must be the standard one."""
     w = int(round(index.shape[0] ** 0.5))
     if index.ndim != 2 or w * w != index.shape[0] or index.shape[0] != index.shape[1]:
         raise CheckpointError(f"GC ViT: {key} has shape {list(index.shape)}, expected [w*w, w*w]")
     if table is not None and table.shape[0] != (2 * w - 1) ** 2:
         raise CheckpointError(f"GC ViT: {key} is for a {w}x{w} window but its bias table has {table.shape[0]} rows")
-    if not torch.equal(index.long(), gen_relative_position_index((w, w)).view(w * w, w * w)):
+    if not torch.equal(index.long(), _standard_index(w)):
         raise CheckpointError(f"GC ViT: {key} is not the standard {w}x{w} relative-position index timm computes")
 
 
@@ -97,7 +110,6 @@ def convert_nvlabs(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
     out: dict[str, torch.Tensor] = {}
     lines: dict[str, int] = {}
     for key, v in sd.items():
-        new: str | None
         if key.startswith("patch_embed.proj."):
             new, kind = "stem.conv1." + key.removeprefix("patch_embed.proj."), "patch_embed.proj -> stem.conv1"
         elif key.startswith("patch_embed.conv_down."):
@@ -112,11 +124,12 @@ def convert_nvlabs(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
             kind = "levels.i.q_global_gen.to_q_global.k -> stages.i.global_block.blocks.conv(k+1)"
         elif m := re.match(r"levels\.(\d+)\.blocks\.(\d+)\.attn\.relative_position_index$", key):
             _check_rel_index(key, v, sd.get(key.replace("relative_position_index", "relative_position_bias_table")))
-            new, kind = None, "relative_position_index buffers: standard Swin index, dropped (timm recomputes it)"
+            new, kind = key, "relative_position_index: checked to be the standard Swin index (timm recomputes it)"
         elif m := _BLOCK.match(key):
             part = m[3]
             if part == "attn.relative_position_bias_table":
-                part, kind = "attn.rel_pos.relative_position_bias_table", "attn.relative_position_bias_table -> attn.rel_pos.*"
+                part = "attn.rel_pos.relative_position_bias_table"
+                kind = "attn.relative_position_bias_table -> attn.rel_pos.*"
                 if v.ndim != 2:
                     raise CheckpointError(f"GC ViT: {key} should be [(2w-1)^2, heads], got {list(v.shape)}")
             elif part.startswith("gamma"):
@@ -128,8 +141,7 @@ def convert_nvlabs(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
             new, kind = f"stages.{last}.norm.{key.split('.')[1]}", f"norm -> stages.{last}.norm"
         else:
             new, kind = key, ""  # head.* and anything unknown: left for drop / the strict loader to name
-        if new is not None:
-            out[new] = v
+        out[new] = v
         if kind:
             lines[kind] = lines.get(kind, 0) + 1
     return out, [f"{k} ({n} keys)" for k, n in lines.items()]
@@ -145,10 +157,10 @@ _XXTINY = Variant(
     # so the EMA weights are what the reported accuracy measured; files without EMA fall back to state_dict.
     checkpoint_keys=("state_dict_ema", "state_dict"),
     strip_prefixes=("module.",),
-    drop=("head.*",),
+    drop=("head.*", "levels.*.attn.relative_position_index"),  # classifier; index buffers timm recomputes
     dense_indices=(0, 1, 2, 3),
     data_config={"crop_pct": 1.0},  # NVlabs' per-model eval crop (models/gc_vit.py default_cfgs)
-    notes=_README.format("79.9; 2022-07: 79.78, 2022-08: 79.80"),
+    notes=_notes("79.9", "2022-07: 79.78, 2022-08: 79.80"),
 )
 
 
@@ -165,28 +177,26 @@ class GCViT(MethodAdapter):
         _XXTINY,
         with_variant(_XXTINY, name="xtiny", arch="gcvit_xtiny", weights_url=_HF.format("xtiny"),
                      file_name="gcvit_1k_xtiny.pth.tar", data_config={"crop_pct": 0.875},
-                     notes=_README.format("82.0; 2022-07: 81.95, 2022-08: 82.04")),
+                     notes=_notes("82.0", "2022-07: 81.95, 2022-08: 82.04")),
         with_variant(_XXTINY, name="tiny", arch="gcvit_tiny", weights_url=_HF.format("tiny"),
                      file_name="gcvit_1k_tiny.pth.tar",
-                     notes=_README.format("83.5; 2022-06: 83.2, 2022-07: 83.37, 2022-08: 83.40")),
+                     notes=_notes("83.5", "2022-06: 83.2, 2022-07: 83.37, 2022-08: 83.40")),
         with_variant(_XXTINY, name="small", arch="gcvit_small", weights_url=_HF.format("small"),
                      file_name="gcvit_1k_small.pth.tar", data_config={"crop_pct": 0.875},
-                     notes=_README.format("84.3; 2022-06: 83.9, 2022-07: 83.90, 2022-08: 83.95")),
+                     notes=_notes("84.3", "2022-06: 83.9, 2022-07: 83.90, 2022-08: 83.95")),
         with_variant(_XXTINY, name="base", arch="gcvit_base", weights_url=_HF.format("base"),
                      file_name="gcvit_1k_base.pth.tar",
-                     notes=_README.format("85.0; 2022-06: 84.4, 2022-07/08: 84.47")),
+                     notes=_notes("85.0", "2022-06: 84.4, 2022-07/08: 84.47")),
         with_variant(_XXTINY, name="tiny2", arch="gcvit_tiny2", weights_url=_HF.format("tiny2"),
                      file_name="gcvit_1k_tiny2.pth.tar", data_config={"crop_pct": 0.875},
-                     notes="arch not in timm: timm's GlobalContextVit built with NVlabs' gc_vit_tiny2 config; "
-                           + _README.format("83.7 (new in 2023)")),
+                     notes=_notes("83.7", "2023-02: 83.7", prefix=_BUILT.format("tiny2"))),
         with_variant(_XXTINY, name="small2", arch="gcvit_small2", weights_url=_HF.format("small2"),
                      file_name="gcvit_1k_small2.pth.tar", data_config={"crop_pct": 0.875},
-                     notes="arch not in timm: timm's GlobalContextVit built with NVlabs' gc_vit_small2 config; "
-                           + _README.format("84.8 (new in 2023)")),
+                     notes=_notes("84.8", "2023-02: 84.7", prefix=_BUILT.format("small2"))),
         with_variant(_XXTINY, name="large", arch="gcvit_large", weights_url=_HF.format("large"),
                      file_name="gcvit_1k_large.pth.tar",
-                     notes="arch not in timm: timm's GlobalContextVit built with NVlabs' gc_vit_large config; "
-                           + _README.format("85.7; 2022-11: 84.63, 2023-01: 84.8")),
+                     notes=_notes("85.7", "2022-11: 84.63, 2023-01: 84.8, 2023-02: 85.6",
+                                  prefix=_BUILT.format("large"))),
     )
 
     def create_model(self, variant: Variant) -> nn.Module:

@@ -38,6 +38,10 @@ for _name, _target in {
     "sdssl": "methods.sdssl:SDSSL",
     "pacmac": "methods.pacmac:PACMAC",
     "gcvit": "methods.gcvit:GCViT",
+    "dualcoop": "methods.dualcoop:DualCoOp",
+    "spvit": "methods.spvit:SPViT",
+    "sgt": "methods.sgt:SGT",
+    "vit-vqgan": "methods.vit_vqgan:ViTVQGAN",
 }.items():
     register(_name, _target)
 

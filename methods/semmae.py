@@ -1,9 +1,10 @@
 """SemMAE (Li et al., NeurIPS 2022): MAE whose masks follow semantic parts learned from iBOT attention.
 
-SemMAE is built on MAE (timm 0.3.2): ``main_pretrain_setting3.py`` saves MAE's ``{'model', 'optimizer', 'epoch',
-'scaler', 'args'}`` with the whole ``MaskedAutoencoderViT`` under ``model``; the encoder names are timm's and the
-decoder and mask token are dropped. The ViT-B/8 model is defined with ``img_size=112`` (``models_vit.py``:
-14x14 = 196 tokens, the token count of B/16 at 224), so B/8 runs at 112 px.
+SemMAE is built on MAE (timm 0.3.2): ``main_pretrain_setting3.py`` calls MAE's ``misc.save_model`` (``util/`` is not
+in the repo; MAE's writes ``{'model', 'optimizer', 'epoch', 'scaler', 'args'}`` with the whole
+``MaskedAutoencoderViT`` under ``model``); the encoder names are timm's and the decoder and mask token are dropped.
+The ViT-B/8 model is defined with ``img_size=112`` (``models_vit.py``: 14x14 = 196 tokens, the token count of B/16
+at 224), so B/8 runs at 112 px.
 Position embeddings: ``models_mae_setting3.py`` hard-codes a 28x28 grid (``pos_embed`` [1, 785, C], fixed sin-cos)
 and adds to each of its 196 tokens the entry of that patch's index, read from the repo's preprocessed ``.npy`` inputs
 (not released). A plain image carries no such index, so a grid that differs from the model's is resampled (bicubic) at

@@ -62,6 +62,14 @@ _JIT_HELPERS = {
 }
 
 
+# Legacy typed-storage classes name the dtype (asking the class itself triggers TypedStorage deprecation warnings).
+_STORAGE_DTYPES = {
+    "HalfStorage": torch.float16, "FloatStorage": torch.float32, "DoubleStorage": torch.float64,
+    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
+    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+}
+
+
 class _Unpickler(safe_pickle.Unpickler):
     def __init__(self, file: io.BytesIO, zf: zipfile.ZipFile, top: str) -> None:
         super().__init__(file)
@@ -82,7 +90,9 @@ class _Unpickler(safe_pickle.Unpickler):
         if not (isinstance(pid, tuple) and len(pid) == 5 and pid[0] == "storage"):
             raise CheckpointError(f"unsupported persistent id in TorchScript data.pkl: {pid!r:.80}")
         _, storage_type, key, _location, numel = pid
-        dtype = storage_type.dtype if hasattr(storage_type, "dtype") else storage_type
+        dtype = storage_type if isinstance(storage_type, torch.dtype) else _STORAGE_DTYPES.get(storage_type.__name__)
+        if dtype is None:
+            raise CheckpointError(f"unsupported storage type in TorchScript data.pkl: {storage_type!r:.80}")
         raw = bytearray(self._zf.read(f"{self._top}/data/{key}"))
         flat = torch.frombuffer(raw, dtype=dtype) if raw else torch.empty(0, dtype=dtype)
         if flat.numel() != numel:

@@ -81,8 +81,11 @@ def resolve_weights(ref: str, expected_sha256: str | None = None) -> Path:
             raise CheckpointError(f"{ref}: install huggingface_hub to download hub weights") from None
         path = Path(hf_hub_download("/".join(parts[:2]), "/".join(parts[2:])))
     elif is_url(ref):
+        # Different URLs may end in the same file name (iBOT: .../vits_16/checkpoint_teacher.pth and
+        # .../vitb_16/checkpoint_teacher.pth): prefix a short hash of the URL so they never share a cache entry.
         name = Path(urllib.parse.urlparse(ref).path).name
-        path = Path(torch.hub.get_dir()) / "checkpoints" / name
+        tag = hashlib.sha256(ref.encode()).hexdigest()[:8]
+        path = Path(torch.hub.get_dir()) / "checkpoints" / f"{tag}-{name}"
         if not path.exists():
             path.parent.mkdir(parents=True, exist_ok=True)
             try:

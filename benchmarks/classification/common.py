@@ -8,7 +8,7 @@ import numpy as np
 import torch
 
 from benchmarks.data.imagefolder import ImageDataset, Split, eval_transform, scan_split
-from benchmarks.features import FeatureKey, ExtractFn, default_cache_dir, extract
+from benchmarks.features import ExtractFn, FeatureKey, default_cache_dir, extract
 from benchmarks.records import DatasetInfo
 from methods import Encoder
 

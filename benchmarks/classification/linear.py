@@ -165,16 +165,29 @@ class _LinearBase(Harness):
 
     def _probe_features(self, encoder: Encoder, data_root: Path, blocks: list[int], protocol, device: str,
                         cache_dir: Path | None, progress: bool):
+        """Per block ``b``: cached arrays ``tok{b}`` and ``avg{b}`` ``[N, d_b]`` for train and val."""
         train, val = load_splits(data_root)
+        groups: dict[int, list[int]] = {}  # stages of hierarchical encoders differ in width: one call per width
+        for b, width in zip(blocks, encoder.probe_widths(blocks), strict=True):
+            groups.setdefault(width, []).append(b)
 
         def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
-            tok, avg = encoder.forward_probe(x, blocks)
-            return {"tok": tok, "avg": avg}
+            out = {}
+            for group in groups.values():
+                tok, avg = encoder.forward_probe(x, group)
+                for i, b in enumerate(group):
+                    out[f"tok{b}"], out[f"avg{b}"] = tok[:, i], avg[:, i]
+            return out
 
         what = "probe:blocks=" + ",".join(map(str, blocks))
         tr, va = (extract_split(encoder, s, fn, what, protocol.resolution, device, cache_dir, progress)
                   for s in (train, val))
         return train, val, tr, va
+
+
+def _stack(f: dict[str, np.ndarray], kind: str, blocks: list[int]) -> torch.Tensor:
+    """``[N, K, d]`` from the per-block arrays of equal width."""
+    return torch.stack([as_tensor(f[f"{kind}{b}"]) for b in blocks], dim=1)
 
 
 class LinearHarness(_LinearBase):
@@ -188,19 +201,20 @@ class LinearHarness(_LinearBase):
     def run(self, encoder: Encoder, data_root: Path, out_dir: Path, seed: int, device: str,
             protocol: LinearProtocol, *, cache_dir: Path | None = None, progress: bool = True) -> RunOutput:
         nb = encoder.spec.num_blocks
-        k = min(max(protocol.n_last_blocks), nb)
+        # Hierarchical encoders have a handful of stages of different widths: only the last one is probed.
+        k = min(max(protocol.n_last_blocks), nb) if encoder.spec.family == "vit" else 1
         blocks = list(range(nb - k, nb))
+        if k < max(protocol.n_last_blocks):
+            protocol = protocol.replace(n_last_blocks=tuple(n for n in protocol.n_last_blocks if n <= k) or (1,))
         train, val, tr, va = self._probe_features(encoder, data_root, blocks, protocol, device, cache_dir, progress)
         y = as_tensor(tr["labels"]).long()
         fit_idx, hold_idx = holdout_split(y.numpy(), protocol.holdout_fraction, seed)
-        tok, avg = as_tensor(tr["tok"]), as_tensor(tr["avg"])
-        recipes = _recipes(tok, avg, protocol)
+        recipes = _recipes(_stack(tr, "tok", blocks), _stack(tr, "avg", blocks), protocol)
         torch.manual_seed(seed)
         heads = train_head_grid({r: x[fit_idx] for r, x in recipes.items()}, y[fit_idx], len(train.classes),
                                 protocol.lrs, protocol.epochs, protocol.batch_size, protocol.momentum,
                                 protocol.weight_decay, seed, device, progress)
-        val_recipes = _recipes(as_tensor(va["tok"]), as_tensor(va["avg"]),
-                               protocol)
+        val_recipes = _recipes(_stack(va, "tok", blocks), _stack(va, "avg", blocks), protocol)
         vy = as_tensor(va["labels"]).long()
         grid = {}
         for name, head in heads.items():
@@ -235,10 +249,9 @@ class PerLayerLinearHarness(_LinearBase):
         fit_idx, hold_idx = holdout_split(y.numpy(), protocol.holdout_fraction, seed)
 
         def recipes(f: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-            tok, avg = as_tensor(f["tok"]), as_tensor(f["avg"])
-            out = {f"b{b}": tok[:, i] for i, b in enumerate(blocks)}
+            out = {f"b{b}": as_tensor(f[f"tok{b}"]) for b in blocks}
             if encoder.spec.probe_pool == "token":  # otherwise the probe token already is the patch mean
-                out.update({f"avg_b{b}": avg[:, i] for i, b in enumerate(blocks)})
+                out.update({f"avg_b{b}": as_tensor(f[f"avg{b}"]) for b in blocks})
             return out
 
         tr_r, va_r = recipes(tr), recipes(va)

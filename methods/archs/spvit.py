@@ -29,7 +29,7 @@ Where this code differs from the official one (outputs are equal wherever the of
   the grid side as ``int(sqrt(N))``; that breaks for odd patch counts and non-square inputs. Here the grid is passed
   down explicitly and the CLS token is present exactly from block ``local_up_to_layer`` on.
 - The official SP-SA runs ``w1`` over all N^2 query/key pairs. ``P`` depends on the offset only, so it is evaluated
-  once per distinct offset ((2H-1)(2W-1) of them) and gathered to ``[heads, N, N]``: same values, N^2/4 x less work.
+  once per distinct offset ((2H-1)(2W-1) of them) and gathered to ``[heads, N, N]``: same values, ~N/4 x less work.
 - ``dynamic_img_size=True`` resamples ``pos_embed`` to the input's grid (bicubic), so any input size divisible by
   the patch size runs; the official model is built for one ``img_size``.
 
@@ -268,7 +268,7 @@ class SPViT(nn.Module):
         self.num_pos_prefix = 1 if local_up_to_layer == 0 else 0
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + self.num_pos_prefix, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
-        dpr = [x.item() for x in torch.linspace(0, drop_path_rate, depth)]
+        dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear decay, no tensor (meta-safe)
         self.blocks = nn.ModuleList([
             SPViTBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr[i],
                        nn.LayerNorm, skip_lam, use_spsa=use_spsa and i < local_up_to_layer)
@@ -335,20 +335,17 @@ class SPViT(nn.Module):
             x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
         return self.pos_drop(x + self._pos_embed_for(grid)), grid
 
-    def _run_blocks(self, x: torch.Tensor, grid: tuple[int, int], blocks: nn.ModuleList, take: list[int] | None = None):
-        """Run ``blocks``; yield ``(index, tokens, has_cls)`` after each block index in ``take`` (all if None)."""
-        for i, blk in enumerate(blocks):
-            if i == self.local_up_to_layer and i > 0:
-                x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
-            x = blk(x, grid)
-            if take is None or i in take:
-                yield i, x, i >= self.local_up_to_layer
+    def _block(self, i: int, x: torch.Tensor, grid: tuple[int, int]) -> torch.Tensor:
+        """Block ``i``; the CLS token joins in front of block ``local_up_to_layer`` (when that is > 0)."""
+        if i == self.local_up_to_layer and i > 0:
+            x = torch.cat([self.cls_token.expand(x.shape[0], -1, -1), x], dim=1)
+        return self.blocks[i](x, grid)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
         """``[B, 3, H, W] -> [B, 1 + N, D]``, final norm applied."""
         x, grid = self._embed(x)
-        for _, x, _ in self._run_blocks(x, grid, self.blocks, take=[len(self.blocks) - 1]):
-            pass
+        for i in range(len(self.blocks)):
+            x = self._block(i, x, grid)
         return self.norm(x)
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
@@ -384,15 +381,13 @@ class SPViT(nn.Module):
         take, max_index = feature_take_indices(len(self.blocks), indices)
         b = x.shape[0]
         x, grid = self._embed(x)
-        blocks = self.blocks if not stop_early else self.blocks[: max_index + 1]
         patches, prefixes = [], []
-        last = x
-        for i, y, has_cls in self._run_blocks(x, grid, blocks, take=None):
-            last = y
+        for i in range(max_index + 1 if stop_early else len(self.blocks)):
+            x = self._block(i, x, grid)
             if i not in take:
                 continue
-            y = self.norm(y) if norm else y
-            if has_cls:
+            y = self.norm(x) if norm else x
+            if i >= self.local_up_to_layer:  # the CLS token is in the sequence
                 prefix, y = y[:, :1], y[:, 1:]
             else:  # CLS joins later: report the token it will enter with
                 prefix = self.cls_token.expand(b, -1, -1)
@@ -404,7 +399,7 @@ class SPViT(nn.Module):
         out = list(zip(patches, prefixes)) if return_prefix_tokens else patches
         if intermediates_only:
             return out
-        return self.norm(last), out
+        return self.norm(x), out
 
     def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
                                   prune_head: bool = True) -> list[int]:

@@ -74,3 +74,13 @@ def test_per_layer_probe_reads_every_block_from_one_cache(imagefolder: Path, tmp
     assert {k for k in out.metrics if k.startswith("top1_b")} == {"top1_b0", "top1_b5", "top1_b11"}
     assert out.metrics["top1"] == out.metrics["top1_b11"]
     assert all(out.metrics[k] > 100 / 6 for k in out.metrics)
+
+
+def test_probes_on_a_hierarchical_encoder(imagefolder: Path, tmp_path: Path) -> None:
+    """ResNet stages differ in width: the linear grid probes the last stage, per-layer probes group by width."""
+    enc = build_encoder("dino:rn50", weights="random")
+    out = LinearHarness().run(enc, imagefolder, tmp_path, 0, "cpu", LinearProtocol.smoke())
+    assert out.probe["blocks"] == [4] and out.probe["recipes"] == ["cls_last1", "cls_last1+avg"]
+    assert out.metrics["top1"] > 100 / 6
+    per = PerLayerLinearHarness().run(enc, imagefolder, tmp_path, 0, "cpu", PerLayerProtocol.smoke(blocks=(2, 4)))
+    assert set(per.metrics) == {"top1", "top1_b2", "top1_b4"}

@@ -59,10 +59,14 @@ def test_encoder_contract(method: str, variant: str) -> None:
         assert fmap.shape[:2] == (2, ch)
         assert fmap.shape[2:] == (x.shape[2] // r, x.shape[3] // r), f"stride {r} for input {tuple(x.shape[2:])}"
 
-    blocks = [0, spec.num_blocks - 1]
+    blocks = [0, spec.num_blocks - 1] if spec.family == "vit" else [spec.num_blocks - 1]
     tok, avg = enc.forward_probe(x, blocks)
-    assert tok.shape == avg.shape == (2, 2, spec.block_dim)
+    assert tok.shape == avg.shape == (2, len(blocks), spec.block_dim)
+    assert enc.probe_widths(blocks) == [spec.block_dim] * len(blocks)
     assert enc.forward_tokens(x, 1).shape == (2, 1, spec.block_dim)
+    if spec.family != "vit" and len(set(enc.probe_widths(list(range(spec.num_blocks))))) > 1:
+        with pytest.raises(ValueError, match="differ in width"):
+            enc.forward_probe(x, list(range(spec.num_blocks)))
 
 
 @pytest.mark.parametrize(("method", "variant"), CASES)
