@@ -10,11 +10,13 @@ import abc
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 from benchmarks.protocol import Protocol
 from benchmarks.records import DatasetInfo, MetricMeta
-from methods import Encoder
+
+if TYPE_CHECKING:
+    from methods import Encoder
 
 
 @dataclass

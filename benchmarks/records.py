@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -34,9 +35,12 @@ def _check_name(value: str, what: str) -> str:
     return value
 
 
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+
+
 def _check_text(value: str) -> str:
     """Free text may hold anything printable, but no control characters (they corrupt terminals and logs)."""
-    if any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in value):
+    if _CONTROL.search(value):
         raise ValueError("contains control characters")
     return value
 

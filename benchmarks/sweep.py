@@ -13,10 +13,14 @@ import itertools
 from dataclasses import replace
 from pathlib import Path
 
+from typing import TYPE_CHECKING
+
 from benchmarks.records import record_exists
-from benchmarks.runner import RunRequest, run
 from methods import get_adapter, parse_method
 from methods.errors import VitbenchError
+
+if TYPE_CHECKING:  # the runner imports torch: only when a sweep actually runs
+    from benchmarks.runner import RunRequest
 
 
 def plan(base: RunRequest, methods: list[str], tasks: list[str], seeds: list[int]) -> list[RunRequest]:
@@ -35,6 +39,8 @@ def plan(base: RunRequest, methods: list[str], tasks: list[str], seeds: list[int
 
 
 def _run_cell(req: RunRequest) -> str:
+    from benchmarks.runner import run
+
     path, _ = run(req)
     return str(path)
 
@@ -69,6 +75,8 @@ def submit(cells: list[RunRequest], executor: str, folder: Path, slurm: dict) ->
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
+    from benchmarks.runner import RunRequest
+
     base = RunRequest(method="", task="", data=Path(args.data) if args.data else None, weights=args.weights,
                       out=Path(args.out), device=args.device, smoke=args.smoke, force=args.force,
                       cache_dir=Path(args.cache) if args.cache else None, progress=False)

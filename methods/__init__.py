@@ -8,17 +8,30 @@ torch.Size([2, 384])
 
 from __future__ import annotations
 
+import importlib
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
-from methods.base import DataConfig, Encoder, EncoderSpec, MethodAdapter, Paper, Variant
 from methods.errors import CheckpointError, UnknownNameError, UnsafeCheckpointError, VitbenchError
 from methods.registry import get_adapter, list_methods, register
+
+if TYPE_CHECKING:
+    from methods.base import DataConfig, Encoder, EncoderSpec, MethodAdapter, Paper, Variant
 
 __all__ = [
     "CheckpointError", "DataConfig", "Encoder", "EncoderSpec", "MethodAdapter", "Paper", "UnknownNameError",
     "UnsafeCheckpointError", "Variant", "VitbenchError", "build_encoder", "get_adapter", "list_methods",
     "parse_method", "register",
 ]
+_LAZY = {"DataConfig", "Encoder", "EncoderSpec", "MethodAdapter", "Paper", "Variant"}
+
+
+def __getattr__(name: str) -> Any:
+    """The encoder classes import torch and timm: load them on first use, so that reading records, building the
+    leaderboard or listing methods does not pay for it."""
+    if name in _LAZY:
+        return getattr(importlib.import_module("methods.base"), name)
+    raise AttributeError(f"module 'methods' has no attribute {name!r}")
 
 
 def parse_method(ref: str) -> tuple[str, str | None]:

@@ -1,0 +1,134 @@
+"""``vitbench validate FILE...``: the checks a submitted result record must pass before it is merged.
+
+On top of the schema (:func:`benchmarks.records.load_record`: names, finite in-range metrics, sha256 for paper-track
+weights) this checks what only the registry knows: the task exists, the protocol is exactly the registered one for
+the record's track (name, version, and a hash that both matches the record's own config and the registered
+config), every metric is one the task declares, and the provenance says which code produced the numbers.
+Each problem comes back as one line naming the file and the field.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections.abc import Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import Harness
+from benchmarks.records import Record, load_record
+from methods.errors import UnknownNameError, VitbenchError
+
+HarnessLookup = Callable[[str], Harness]
+
+
+def _default_lookup(task: str) -> Harness:
+    from benchmarks.tasks import get_harness
+
+    return get_harness(task)
+
+
+def _config_hash(name: str, version: int, config: dict[str, Any]) -> str:
+    # Same recipe as benchmarks.protocol.Protocol.hash: lets us tell an edited config from a different protocol.
+    blob = json.dumps({"name": name, "version": version, "config": config}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _control_chars(value: Any, where: str) -> str | None:
+    """The first string (key or value) under ``value`` holding a control character, as a field path."""
+    if isinstance(value, str):
+        if any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in value):
+            return where
+    elif isinstance(value, dict):
+        for k, v in value.items():
+            bad = _control_chars(k, f"{where}.<key>") or _control_chars(v, f"{where}.{k}")
+            if bad:
+                return bad
+    elif isinstance(value, list | tuple):
+        for i, v in enumerate(value):
+            bad = _control_chars(v, f"{where}.{i}")
+            if bad:
+                return bad
+    return None
+
+
+def _check_protocol(rec: Record, harness: Harness) -> str | None:
+    p = rec.protocol
+    if _config_hash(p.name, p.version, p.config) != p.hash:
+        return f"protocol.hash: {p.hash} does not match the record's own protocol.config (edited after the run?)"
+    expected = harness.protocol(smoke=rec.track == "smoke")
+    if p.name != expected.NAME:
+        return f"protocol.name: '{p.name}', but task {rec.task} runs protocol '{expected.NAME}'"
+    if p.version != expected.VERSION:
+        return (f"protocol.version: {p.version}, but {expected.NAME} is at version {expected.VERSION} "
+                f"(re-run with the current protocol)")
+    if p.hash != expected.hash():
+        want = expected.config()
+        diff = sorted(k for k in set(want) | set(p.config) if want.get(k, object()) != p.config.get(k, object()))
+        return (f"protocol.hash: {p.hash} is not the registered {rec.track} protocol's {expected.hash()} "
+                f"(config differs in: {', '.join(diff)})")
+    return None
+
+
+def _check_metrics(rec: Record, harness: Harness) -> str | None:
+    for name, value in rec.metrics.items():
+        meta = harness.metric_meta(name)
+        if meta is None:
+            return f"metrics.{name}: not a metric of task {rec.task} (it declares: {', '.join(harness.metrics)})"
+        if (meta.lo is not None and value < meta.lo) or (meta.hi is not None and value > meta.hi):
+            return f"metrics.{name}: value {value} outside the task's range [{meta.lo}, {meta.hi}]"
+        if rec.metric_meta[name].higher_is_better != meta.higher_is_better:
+            return f"metric_meta.{name}.higher_is_better: disagrees with task {rec.task}"
+    return None
+
+
+def _check_provenance(rec: Record) -> str | None:
+    prov = rec.provenance
+    for field_name in ("vitbench_version", "command", "device"):
+        if not getattr(prov, field_name).strip():
+            return f"provenance.{field_name}: empty"
+    if not prov.versions:
+        return "provenance.versions: empty (which torch/timm produced this?)"
+    if rec.track == "paper" and not prov.git_sha:
+        return "provenance.git_sha: required for paper-track results (which vitbench code produced them?)"
+    return None
+
+
+def _check_path(path: Path, rec: Record) -> str | None:
+    """Inside a ``runs/`` tree the file must sit where the writer would put it, or it could shadow another run."""
+    parts = path.parts
+    if "runs" not in parts:
+        return None
+    tail = Path(*parts[len(parts) - 1 - parts[::-1].index("runs"):])
+    if tail != rec.relpath():
+        return f"path: this record belongs at {rec.relpath()}, not {tail}"
+    return None
+
+
+def validate_file(path: Path | str, harness_lookup: HarnessLookup = _default_lookup) -> str | None:
+    """None if ``path`` is a valid submission, else ``"<path>: <field>: <problem>"``."""
+    path = Path(path)
+    try:
+        rec = load_record(path)
+    except VitbenchError as err:
+        return str(err)
+    bad = _control_chars(rec.model_dump(mode="json"), "record")
+    if bad:
+        return f"{path}: {bad.removeprefix('record.')}: contains control characters"
+    try:
+        harness = harness_lookup(rec.task)
+    except UnknownNameError as err:
+        return f"{path}: task: {err}"
+    except Exception as err:  # noqa: BLE001 - a registered harness whose extra (mm*) is missing here
+        return f"{path}: task: the harness of '{rec.task}' cannot be loaded here ({type(err).__name__}: {err})"
+    for check in (_check_protocol(rec, harness), _check_metrics(rec, harness), _check_provenance(rec),
+                  _check_path(path, rec)):
+        if check is not None:
+            return f"{path}: {check}"
+    return None
+
+
+def validate_files(paths: Iterable[Path | str], harness_lookup: HarnessLookup = _default_lookup
+                   ) -> list[tuple[Path, str | None]]:
+    """Validate each file; ``(path, None)`` when it passes, ``(path, one-line message)`` when it does not."""
+    return [(Path(p), validate_file(p, harness_lookup)) for p in paths]

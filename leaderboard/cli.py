@@ -1,0 +1,104 @@
+"""The leaderboard's subcommands of ``vitbench``: ``leaderboard``, ``compare`` and ``new-method``.
+
+:func:`add_parsers` is called by :mod:`benchmarks.cli` with its subparsers; each subcommand sets ``func``. User
+errors raise :class:`VitbenchError` (one line, exit 1). ``compare`` exits 0 whatever the verdicts: the table says
+which rows are outside tolerance.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+from leaderboard.reported import Tolerances, load_tolerances
+from methods._names import did_you_mean
+from methods.errors import VitbenchError
+
+
+def parse_tolerances(specs: list[str], base: Tolerances) -> Tolerances:
+    """Apply ``--tolerance`` values to a :class:`~leaderboard.reported.Tolerances`: ``0.5`` sets the default,
+    ``METRIC=0.5`` one metric, ``TASK:METRIC=0.5`` one metric of one task."""
+    tol = Tolerances(base.default, dict(base.metrics), {k: dict(v) for k, v in base.tasks.items()})
+    for spec in specs:
+        target, _, value = spec.rpartition("=")
+        try:
+            number = float(value)
+        except ValueError:
+            raise VitbenchError(f"--tolerance {spec}: expected NUMBER, METRIC=NUMBER or TASK:METRIC=NUMBER") from None
+        if not number > 0 or number == float("inf"):
+            raise VitbenchError(f"--tolerance {spec}: must be a finite number > 0")
+        if not target:
+            tol.default = number
+        elif ":" in target:
+            task, _, metric = target.partition(":")
+            tol.tasks.setdefault(task, {})[metric] = number
+        else:
+            tol.metrics[target] = number
+    return tol
+
+
+def _tolerances(args: argparse.Namespace) -> Tolerances:
+    return parse_tolerances(args.tolerance, load_tolerances(Path(args.results) / "reported"))
+
+
+def cmd_leaderboard(args: argparse.Namespace) -> int:
+    from leaderboard.build import build_site, print_summary
+
+    report = build_site(Path(args.results), Path(args.out), tolerances=_tolerances(args))
+    if args.quiet:
+        print(report.index.resolve())
+    else:
+        print_summary(report)
+    return 0
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from leaderboard.compare import assemble, comparison_rows, render
+
+    lb = assemble(Path(args.results), _tolerances(args))
+    if args.task is not None and args.task not in lb.tables:
+        hint = did_you_mean(args.task, list(lb.tables))
+        raise VitbenchError(f"--task {args.task}: no reported or reproduced numbers{hint}")
+    methods = {r.method for t in lb.tables.values() for r in t.rows}
+    if args.method is not None and args.method not in methods:
+        raise VitbenchError(f"--method {args.method}: no reported or reproduced numbers"
+                            f"{did_you_mean(args.method, sorted(methods))}")
+    sys.stdout.write(render(comparison_rows(lb.tables, method=args.method, task=args.task), args.format))
+    return 0
+
+
+def cmd_new_method(args: argparse.Namespace) -> int:
+    from benchmarks.scaffold import scaffold_method
+
+    written = scaffold_method(args.name, Path(args.root))
+    for path in written:
+        print(f"wrote {path}")
+    print(f"next: fill in the TODOs in methods/{args.name.replace('-', '_')}.py, run "
+          f"`pytest tests/methods/test_{args.name.replace('-', '_')}.py`, then open the adapter PR (CONTRIBUTING.md)")
+    return 0
+
+
+def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
+    """Register ``leaderboard``, ``compare`` and ``new-method`` on ``vitbench``'s subparsers."""
+    tol_help = "tolerance: NUMBER (default), METRIC=NUMBER or TASK:METRIC=NUMBER; repeatable"
+
+    p = sub.add_parser("leaderboard", help="build the static leaderboard site from results/")
+    p.add_argument("--results", default="results", help="results root holding runs/ and reported/ (default results)")
+    p.add_argument("--out", default="site", help="output folder (default site; replaced on each build)")
+    p.add_argument("--tolerance", action="append", default=[], metavar="SPEC", help=tol_help)
+    p.add_argument("--quiet", action="store_true", help="print only the path of index.html")
+    p.set_defaults(func=cmd_leaderboard)
+
+    p = sub.add_parser("compare", help="reproduced vs reported numbers with delta and tolerance verdict")
+    p.add_argument("--method", help="only this method key")
+    p.add_argument("--task", help="only this task id")
+    p.add_argument("--format", choices=("md", "csv", "json"), default="md")
+    p.add_argument("--results", default="results")
+    p.add_argument("--tolerance", action="append", default=[], metavar="SPEC", help=tol_help)
+    p.set_defaults(func=cmd_compare)
+
+    p = sub.add_parser("new-method", help="scaffold a method adapter, its test and its results folder")
+    p.add_argument("name", help="method key (lower case letters, digits, '-')")
+    p.add_argument("--root", default=".", help="repository root (default: current folder)")
+    p.set_defaults(func=cmd_new_method)

@@ -1,0 +1,63 @@
+"""Markdown tables for READMEs and PR comments. Every cell is escaped: names and notes come from submissions."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from leaderboard import fmt
+from leaderboard.table import OUTSIDE, TaskTable
+
+if TYPE_CHECKING:
+    from leaderboard.compare import Leaderboard
+
+# Characters that change Markdown or HTML meaning inside a table cell (GitHub renders inline HTML).
+_MD_SPECIAL = {c: f"\\{c}" for c in "\\`*_[]|#!~"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+
+
+def md_escape(text: object) -> str:
+    """One table cell: specials backslash-escaped, HTML characters as entities, line breaks flattened."""
+    s = " ".join(str(text).split())
+    return "".join(_MD_SPECIAL.get(c, c) for c in s)
+
+
+def md_table(head: list[str], rows: list[list[object]]) -> str:
+    lines = ["| " + " | ".join(md_escape(h) for h in head) + " |", "|" + "---|" * len(head)]
+    lines += ["| " + " | ".join(md_escape(c) for c in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def task_md(t: TaskTable) -> str:
+    """One task: a row per (method, variant, setting), per metric the reported number, ours and the delta."""
+    head = ["method", "variant", "setting"]
+    for m in t.metrics:
+        head += [f"{m} reported", f"{m} reproduced", f"{m} delta"]
+    head.append("source")
+    body: list[list[object]] = []
+    for row in t.rows:
+        line: list[object] = [row.method, row.variant, row.setting or ""]
+        sources = set()
+        for m in t.metrics:
+            cell = row.cells.get(m)
+            if cell is None:
+                line += ["", "", ""]
+                continue
+            repro = fmt.stat(cell.stat) or ("not yet reproduced" if row.setting is None and cell.reported else "")
+            d = fmt.delta(cell.delta)
+            if cell.verdict == OUTSIDE:
+                d = f"{d} OUTSIDE"
+            line += [fmt.value(cell.reported.value) if cell.reported else "", repro, d]
+            if cell.paper:
+                sources.add(cell.paper.info.short)
+        line.append(", ".join(sorted(sources)))
+        body.append(line)
+    proto = f"protocol {t.current.label}" if t.current else "no reproduced runs yet"
+    return f"### {md_escape(t.task)}: {md_escape(t.title)}\n\n_{md_escape(proto)}_\n\n" + md_table(head, body)
+
+
+def leaderboard_md(lb: Leaderboard) -> str:
+    """All tasks, for pasting into a README."""
+    parts = ["## vitbench leaderboard\n",
+             "Reported = the paper's number (source in results/reported/). Reproduced = mean ± std over seeds of "
+             "paper-track runs under the registered protocol. Delta = reproduced - reported.\n"]
+    parts += [task_md(t) for t in lb.tables.values() if t.rows]
+    return "\n".join(parts)

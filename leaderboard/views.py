@@ -1,0 +1,242 @@
+"""Turn tables and groups into plain dicts of display strings for the templates.
+
+Templates only loop and print (autoescaped); every decision about what a cell says lives here, where it is tested.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+from typing import Any
+
+from markupsafe import Markup
+
+from benchmarks.records import Record
+from leaderboard import fmt
+from leaderboard.collect import Group
+from leaderboard.reported import Paper
+from leaderboard.table import NOT_REPRODUCED, OUTSIDE, SETTING, WITHIN, Row, TaskTable
+
+
+def json_script(obj: Any) -> Markup:
+    """JSON safe to place inside ``<script type="application/json">``: ``<``, ``>`` and ``&`` become ``\\u`` escapes,
+    so no string in it can close the element or open a comment."""
+    text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
+    return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+def paper_href(root: str, paper: Paper) -> str:
+    return f"{root}papers/{paper.id}.html"
+
+
+def detail_href(root: str, g: Group) -> str:
+    return f"{root}tasks/{g.task}/{g.method}.html#{g.anchor}"
+
+
+_EMPTY_CELL = {"rep": "", "rep_v": "", "rep_title": "", "rep_href": "", "caveat": "", "ours": "", "ours_v": "",
+               "ours_cls": "", "delta": "", "delta_v": "", "cls": "", "delta_title": ""}
+
+
+def cell_view(row: Row, metric: str, note_ids: dict[int, str]) -> dict[str, Any]:
+    c = row.cells.get(metric)
+    if c is None:
+        return dict(_EMPTY_CELL)
+    rep = c.reported
+    if c.stat is not None:
+        ours = fmt.stat(c.stat)
+    elif c.verdict == NOT_REPRODUCED:
+        ours = "not yet reproduced"
+    else:
+        ours = ""
+    cls = ""
+    if c.verdict == WITHIN:
+        cls = "within"
+    elif c.verdict == OUTSIDE:
+        cls = f"outside {c.direction}"
+    title = ""
+    if c.tolerance is not None:
+        title = f"tolerance ±{fmt.value(c.tolerance)}: {c.verdict}" + (f" ({c.direction})" if c.direction else "")
+    return {
+        "rep": fmt.value(rep.value) if rep else "",
+        "rep_v": rep.value if rep else "",
+        "rep_title": (rep.protocol if rep else ""),
+        "rep_href": f"#{note_ids[id(rep)]}" if rep is not None and id(rep) in note_ids else "",
+        "caveat": rep.caveat if rep and rep.caveat else "",
+        "ours": ours,
+        "ours_v": round(c.stat.mean, 4) if c.stat else "",
+        "ours_cls": "na" if c.verdict in (NOT_REPRODUCED, SETTING) and c.stat is None else "",
+        "delta": fmt.delta(c.delta),
+        "delta_v": round(c.delta, 4) if c.delta is not None else "",
+        "cls": cls,
+        "delta_title": title,
+    }
+
+
+def task_view(t: TaskTable, root: str) -> dict[str, Any]:
+    notes = []
+    note_ids: dict[int, str] = {}
+    for i, (paper, rr) in enumerate(t.reported):
+        note_ids[id(rr)] = f"r-{i}"
+        notes.append({
+            "id": f"r-{i}", "label": rr.label, "name": f"{rr.method}:{rr.variant}", "setting": rr.setting or "",
+            "metric": rr.metric, "paper_metric": rr.paper_metric, "value": fmt.value(rr.value),
+            "dataset": rr.dataset, "protocol": rr.protocol, "pretrain": rr.pretrain_epochs or "",
+            "weights": rr.weights_version or "", "caveat": rr.caveat or "", "source": rr.source,
+            "source_url": rr.source_url or "", "verified": rr.verified, "paper": paper.info.short,
+            "paper_href": paper_href(root, paper),
+        })
+    rows = []
+    for row in t.rows:
+        papers = {c.paper.id: c.paper for c in row.cells.values() if c.paper is not None}
+        rows.append({
+            "method": row.method, "variant": row.variant, "setting": row.setting or "", "label": row.label,
+            "backbone": row.backbone, "reproduced": row.reproduced,
+            "detail": detail_href(root, row.group) if row.group else "",
+            "n": row.group and len(row.group.records),
+            "cells": [cell_view(row, m, note_ids) for m in t.metrics],
+            "papers": [{"short": p.info.short, "href": paper_href(root, p)} for p in papers.values()],
+        })
+    return {
+        "rows": rows, "notes": notes,
+        "other": _group_sections(t.other, t.metrics, root),
+        "smoke": _group_sections(t.smoke, sorted({m for g in t.smoke for m in g.stats}), root),
+        "methods": sorted({r.method for r in t.rows}),
+        "reproduced_any": any(r.reproduced for r in t.rows),
+    }
+
+
+def _group_sections(groups: list[Group], metrics: list[str], root: str) -> list[dict[str, Any]]:
+    """Groups of one protocol each, so a section never mixes versions."""
+    sections: dict[str, dict[str, Any]] = {}
+    for g in groups:
+        sec = sections.setdefault(g.protocol.label, {"protocol": g.protocol.label, "groups": [],
+                                                     "metrics": [m for m in metrics if m in g.stats]})
+        for m in g.stats:
+            if m not in sec["metrics"]:
+                sec["metrics"].append(m)
+        sec["groups"].append(g)
+    out = []
+    for sec in sections.values():
+        out.append({
+            "protocol": sec["protocol"], "metrics": sec["metrics"],
+            "rows": [{"method": g.method, "variant": g.variant, "arch": g.arch, "n": len(g.records),
+                      "detail": detail_href(root, g),
+                      "cells": [(fmt.stat(g.stats.get(m)), round(g.stats[m].mean, 4) if m in g.stats else "")
+                                for m in sec["metrics"]]}
+                     for g in sec["groups"]],
+        })
+    return out
+
+
+# ------------------------------------------------------------------------------------------------ detail pages
+def _compact(v: Any) -> str:
+    # No indent: json's C encoder only runs without one, and a detail page per group must stay cheap.
+    if isinstance(v, str):
+        return v
+    return json.dumps(v, ensure_ascii=False, sort_keys=True, separators=(", ", ": "), default=str)
+
+
+def runs_html(g: Group, metrics: list[str]) -> Markup:
+    """The per-seed provenance rows of a group as HTML, every field through :func:`html.escape`.
+
+    Written in Python rather than in the template because a 10,000-record build spends most of its time here and
+    Jinja's per-expression overhead made it five times slower. Nothing is inserted unescaped except our own number
+    formatting.
+    """
+    e = html.escape
+    out = []
+    for r, path in zip(g.records, g.paths):
+        p = r.provenance
+        vals = "".join(f'<td class="num" data-v="{v}">{v}</td>' for v in (fmt.mean(r.metrics.get(m)) for m in metrics))
+        started = p.started_at.isoformat(timespec="seconds")
+        git = (p.git_sha or "")[:10] + (" (dirty)" if p.git_dirty else "")
+        versions = ", ".join(f"{k} {v}" for k, v in sorted(p.versions.items()))
+        out.append(
+            f'<tr><td class="num" data-v="{r.seed}">{r.seed}</td>{vals}<td data-v="{e(started)}">{e(started)}</td>'
+            f'<td class="num" data-v="{p.wall_s:.0f}">{p.wall_s:.0f}</td><td>{e(p.device)}</td>'
+            f'<td><code>{e(git)}</code></td><td class="small">vitbench {e(p.vitbench_version)}, {e(versions)}</td>'
+            f'<td><code class="small">{e(p.command)}</code></td><td><code class="small">{e(str(path))}</code></td>'
+            "</tr>")
+    return Markup("".join(out))
+
+
+def probe_card(rec: Record) -> list[tuple[str, str]]:
+    """The facts a reader needs to judge a probe: layers, pooling, resolution, normalisation, neck, head."""
+    p = rec.probe
+    spec = p.get("spec") if isinstance(p.get("spec"), dict) else {}
+    dc = p.get("data_config") if isinstance(p.get("data_config"), dict) else {}
+    card = []
+    for label, value in (
+        ("layers", p.get("layers", p.get("blocks", spec.get("indices")))),
+        ("pooling", p.get("pooling", spec.get("global_pool"))),
+        ("resolution", p.get("resolution", dc.get("input_size"))),
+        ("normalisation", {"mean": dc["mean"], "std": dc["std"]} if "mean" in dc and "std" in dc
+         else p.get("normalisation")),
+        ("interpolation", dc.get("interpolation")),
+        ("neck", p.get("neck")),
+        ("head", p.get("head")),
+        ("family", spec.get("family")),
+    ):
+        if value is not None:
+            card.append((label, _compact(value)))
+    return card
+
+
+def group_view(g: Group, table: TaskTable | None) -> dict[str, Any]:
+    first = g.records[0]
+    metrics = sorted({m for r in g.records for m in r.metrics})
+    row = None
+    if table is not None and g.status == "current":
+        row = next((r for r in table.rows if r.group is g), None)
+    summary = []
+    for m in metrics:
+        c = row.cells.get(m) if row else None
+        summary.append({
+            "metric": m, "stat": fmt.stat(g.stats.get(m)),
+            "reported": fmt.value(c.reported.value) if c and c.reported else "",
+            "delta": fmt.delta(c.delta) if c else "", "verdict": c.verdict if c else "",
+            "cls": ("within" if c and c.verdict == WITHIN else f"outside {c.direction}" if c and c.verdict == OUTSIDE
+                    else ""),
+        })
+    lr = first.weights.load_report
+    return {
+        "anchor": g.anchor, "method": g.method, "variant": g.variant, "arch": g.arch, "track": g.track,
+        "status": g.status, "protocol": g.protocol.label, "seeds": g.seeds, "summary": summary,
+        "probe": probe_card(first),
+        "probe_varies": any(r.probe != first.probe for r in g.records[1:]),
+        "probe_json": _compact(first.probe),
+        "weights": sorted({(r.weights.source, r.weights.sha256 or "", r.weights.file_name or "") for r in g.records}),
+        "load_report": [] if lr is None else [
+            ("checkpoint key", lr.checkpoint_key or "(flat state dict)"),
+            ("stripped prefixes", ", ".join(lr.stripped_prefixes)), ("keys matched", str(lr.matched)),
+            ("dropped", ", ".join(lr.dropped)), ("converted", "; ".join(lr.converted)),
+            ("missing (allowed)", ", ".join(lr.missing_allowed))],
+        "dataset": [("name", first.dataset.name), ("split", first.dataset.split),
+                    ("fingerprint", first.dataset.fingerprint), ("samples", str(first.dataset.n_samples)),
+                    ("skipped", _compact(first.dataset.skipped) if first.dataset.skipped else "")],
+        "dataset_varies": len({r.dataset.fingerprint for r in g.records}) > 1,
+        "config": _compact(first.protocol.config),
+        "metrics": metrics,
+        "runs": runs_html(g, metrics),
+    }
+
+
+def paper_rows(paper: Paper, tables: dict[str, TaskTable]) -> list[dict[str, Any]]:
+    """The paper's reported rows, each with the reproduced number it is compared against (if any)."""
+    out = []
+    for rr in paper.rows:
+        t = tables.get(rr.task)
+        row = next((r for r in t.rows if (r.method, r.variant, r.setting) == (rr.method, rr.variant, rr.setting)),
+                   None) if t else None
+        cell = row.cells.get(rr.metric) if row else None
+        ours = ""
+        if cell is not None and cell.stat is not None:
+            ours = fmt.stat(cell.stat) + (f", Δ {fmt.delta(cell.delta)}" if cell.delta is not None else "")
+        out.append({
+            "row": rr, "value": fmt.value(rr.value), "ours": ours,
+            "ours_v": round(cell.stat.mean, 4) if cell is not None and cell.stat is not None else "",
+            "cls": ("within" if cell and cell.verdict == WITHIN else
+                    f"outside {cell.direction}" if cell and cell.verdict == OUTSIDE else ""),
+            "none": "not compared (setting)" if rr.setting else "not yet reproduced",
+        })
+    return out

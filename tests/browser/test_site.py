@@ -1,0 +1,127 @@
+"""The built site in headless Chromium (Debian's `chromium`, driven by playwright): tables render, sorting and
+filters work, and no page logs a console error (a Content-Security-Policy violation would be one).
+
+Run: ``pytest -m browser tests/browser``. Needs ``apt-get install chromium`` and ``pip install playwright``
+(``playwright install`` is not needed: the system browser is used).
+"""
+
+from __future__ import annotations
+
+import re
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from leaderboard.build import build_site
+from tests.leaderboard.factory import small_harnesses, small_results
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
+         "--disable-component-update", "--disable-sync", "--no-first-run"]
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[Any]:
+    # Browser tests run only when asked for (-m browser): a missing browser is then a failure, not a skip.
+    from playwright import sync_api
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} missing: install it with apt-get install chromium (as .ci/run does)")
+    with sync_api.sync_playwright() as p:
+        b = p.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield b
+        b.close()
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    root = small_results(tmp_path_factory.mktemp("browser") / "results")
+    return build_site(root, root.parent / "site", harness_lookup=small_harnesses().get).out
+
+
+def _open(browser: Any, path: Path) -> tuple[Any, list[str]]:
+    page = browser.new_page()
+    problems: list[str] = []
+    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning")
+            else None)
+    page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    return page, problems
+
+
+def _column(page: Any, header: str) -> list[str]:
+    idx = page.eval_on_selector_all(
+        "#main thead th", "(ths, h) => ths.findIndex(th => th.textContent.trim() === h)", header)  # DOM text: no arrow
+    assert idx >= 0, header
+    return page.eval_on_selector_all(
+        "#main tbody tr:not([hidden])", "(rows, i) => rows.map(r => r.cells[i].getAttribute('data-v'))", idx)
+
+
+def _sort(page: Any, header: str) -> None:
+    # The sort arrow (CSS ::after) becomes part of the accessible name once a column is sorted.
+    page.locator("#main thead").get_by_role("button", name=re.compile(rf"^{re.escape(header)}( [▲▼])?$")).click()
+
+
+def test_every_page_loads_without_console_errors(browser: Any, site: Path) -> None:
+    pages = sorted(site.rglob("*.html"))
+    assert len(pages) >= 8
+    for path in pages:
+        page, problems = _open(browser, path)
+        assert page.locator("table").count() >= 1 or "papers" in path.parts, path
+        page.close()
+        assert problems == [], f"{path.relative_to(site)}: {problems}"
+
+
+def test_task_table_renders_sorts_and_filters(browser: Any, site: Path) -> None:
+    page, problems = _open(browser, site / "tasks" / "toy-task.html")
+    assert page.locator("#main tbody tr").count() == 4
+    assert page.locator(".filters .count").inner_text() == "4 of 4 rows"  # the script ran
+    assert page.locator("#main td.delta.outside.worse").count() == 1
+    assert page.locator("#main td.delta.within").count() == 1
+    assert page.locator("svg.plot").count() == 2
+
+    _sort(page, "top1 reported")
+    assert _column(page, "top1 reported") == ["68.0", "69.3", "74.5", "76.0"]
+    _sort(page, "top1 reported")
+    assert _column(page, "top1 reported") == ["76.0", "74.5", "69.3", "68.0"]
+    _sort(page, "top1 reproduced")
+    assert _column(page, "top1 reproduced")[:2] == ["74.0", "74.5"]  # empty cells sort last either way
+    assert _column(page, "top1 reproduced")[2:] == ["", ""]
+    _sort(page, "method")
+    assert _column(page, "method") == ["dino", "dino", "mae", "selfpatch"]
+
+    page.select_option("select[data-key=method]", "dino")
+    assert _column(page, "method") == ["dino", "dino"]
+    page.check("input[data-key=reproduced]")
+    assert _column(page, "variant") == ["vits16"] and _column(page, "setting") == [""]
+    page.select_option("select[data-key=method]", "")
+    page.uncheck("input[data-key=reproduced]")
+    page.fill("input[data-key=backbone]", "vit-s")
+    assert len(_column(page, "method")) == 4
+    page.fill("input[data-key=backbone]", "resnet")
+    assert _column(page, "method") == [] and page.locator(".filters .count").inner_text() == "0 of 4 rows"
+    assert problems == []
+
+
+def test_index_links_reach_task_and_paper_pages(browser: Any, site: Path) -> None:
+    page, problems = _open(browser, site / "index.html")
+    page.get_by_role("link", name="toy-task").first.click()
+    page.wait_for_load_state("load")
+    assert page.url.endswith("/tasks/toy-task.html")
+    page.get_by_role("link", name="3 seeds").click()
+    page.wait_for_load_state("load")
+    assert "/tasks/toy-task/dino.html#g-vits16-v2-" in page.url
+    assert page.locator("section.group").first.locator("table.runs tbody tr").count() == 3
+    assert problems == []
+
+
+def test_chromium_is_the_debian_one() -> None:
+    """The CI installs the browser from Debian; a downloaded playwright build would not be allowed there."""
+    assert shutil.which("chromium") is not None and Path(CHROMIUM).exists()
