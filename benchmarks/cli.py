@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -87,6 +88,9 @@ def _parse_overrides(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.runner import RunRequest, run
+
+    if args.launcher:  # read by the dense glue (benchmarks/dense/mm_glue.py: launcher_from_env)
+        os.environ["VITBENCH_LAUNCHER"] = args.launcher
 
     req = RunRequest(
         method=args.method, task=args.task, data=Path(args.data) if args.data else None, weights=args.weights,
@@ -184,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="run even if the record exists, and overwrite it")
     p.add_argument("--cache", help="feature cache folder (default $VITBENCH_CACHE or ~/.cache/vitbench)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a protocol field")
+    p.add_argument("--launcher", choices=["none", "pytorch", "slurm"],
+                   help="multi-GPU launcher for training harnesses (mmengine); default: detected from torchrun/srun")
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_run)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import shlex
 import subprocess
@@ -153,6 +154,10 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
     if not req.force and (done := record_exists(req.out, req.task, name, v.name, req.seed)):
         return done, None
     protocol = harness.protocol(req.smoke, **dict(req.protocol_overrides))
+    # Under torchrun / srun every process runs this function: each uses its own GPU, only rank 0 writes the record.
+    rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
+    if device == "cuda" and "LOCAL_RANK" in os.environ:
+        device = f"cuda:{os.environ['LOCAL_RANK']}"
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     encoder = build_encoder(name, v.name, weights=req.weights, seed=req.seed)
@@ -162,4 +167,6 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
     command = req.command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     record = make_record(encoder, harness, protocol, output, req.seed, req.smoke, started,
                          time.perf_counter() - t0, device, command)
+    if rank != 0:
+        return Path(req.out) / record.relpath(), record
     return write_record(record, req.out, force=req.force), record

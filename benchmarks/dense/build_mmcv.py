@@ -1,16 +1,17 @@
 """Build mmcv's compiled ops for the installed torch, cache the wheel, and install the mm* stack.
 
 Run it as ``python -m benchmarks.dense.build_mmcv`` (or as a plain script). It uses the standard library only, so
-it runs before anything else in the project is importable, and it never imports torch (it reads versions from
-the installed distributions' metadata).
+it runs before anything else in the project is importable; torch's version and CUDA flavour are read in a child
+interpreter.
 
 Why this script exists (DESIGN.md § Dense tasks): mmdet 3.3 / mmseg 1.2 need ``mmcv>=2.0.0rc4,<2.2.0``, PyPI has
 only mmcv's source for current torch, and mmcv 2.1.0's ``setup.py`` hard-codes ``-std=c++14``/``-std=c++17``
-while torch >= 2.10's headers need C++20. So: download the sdist, rewrite the standard to C++20, build a wheel
-with ``MMCV_WITH_OPS=1`` (about 30 min on 2 cores), and cache it *outside the clone* under a key that names
+while torch 2.14's headers need C++20. So: download the sdist, rewrite the standard to C++20, build a wheel
+with ``MMCV_WITH_OPS=1`` (29-39 min on 2 cores; CUDA kernels are built too when torch sees a GPU or
+``FORCE_CUDA=1`` is set, which needs ``nvcc``), and cache it *outside the clone* under a key that names
 everything the binary depends on::
 
-    ${VITBENCH_WHEEL_CACHE:-~/.cache/vitbench/wheels}/mmcv-2.1.0+torch<ver>-cp311-<platform>/mmcv-2.1.0-*.whl
+    ${VITBENCH_WHEEL_CACHE:-~/.cache/vitbench/wheels}/mmcv-2.1.0+torch<ver>.<cpuops|cuXXXops>-cp311-<platform>/*.whl
 
 A second run with a warm cache only installs. The build tools mmcv's ``setup.py`` needs (``setuptools<70``, which
 still ships ``pkg_resources``, and ``ninja``) go into a private folder on ``PYTHONPATH`` for the build only, so
@@ -26,7 +27,7 @@ Usage::
 from __future__ import annotations
 
 import argparse
-import importlib.metadata
+import json
 import os
 import re
 import shutil
@@ -55,6 +56,8 @@ assert keep.tolist() == [0, 2], keep
 feat = torch.arange(64.).reshape(1, 1, 8, 8)
 out = RoIAlign((2, 2), 1.0, 0)(feat, torch.tensor([[0., 0., 0., 4., 4.]]))
 assert out.shape == (1, 1, 2, 2), out.shape
+if torch.cuda.is_available():  # a wheel built without a GPU imports fine but has no CUDA kernels
+    assert nms(boxes.cuda(), torch.tensor([0.9, 0.8, 0.7]).cuda(), 0.5)[1].tolist() == [0, 2]
 print(f"mm* stack ok: mmcv {mmcv.__version__}, mmengine {mmengine.__version__}, mmdet {mmdet.__version__}, "
       f"mmseg {mmseg.__version__}, torch {torch.__version__}")
 """
@@ -70,19 +73,36 @@ def default_cache_dir() -> Path:
     return Path(env).expanduser() if env else Path.home() / ".cache" / "vitbench" / "wheels"
 
 
-def cache_key(mmcv_version: str = MMCV_VERSION) -> str:
-    """The cache folder name: mmcv version + the installed torch's full version + Python tag + platform.
+_TORCH_PROBE = (
+    "import json, os, torch; print(json.dumps({'version': torch.__version__, 'cuda': torch.version.cuda, "
+    "'gpu': torch.cuda.is_available() or os.environ.get('FORCE_CUDA') == '1'}))"
+)
 
-    The torch local version (``+cpu``, ``+cu121``) is part of the key because the binary links against that build.
+
+def torch_build() -> dict:
+    """The installed torch's full version (with its local tag), CUDA version and whether mmcv will build CUDA ops.
+
+    Asked in a child interpreter: this script itself stays stdlib-only. mmcv compiles its CUDA kernels only when
+    torch sees a GPU (or ``FORCE_CUDA=1``), so the same torch can yield a CPU-only or a CUDA wheel.
     """
-    try:
-        torch_version = importlib.metadata.version("torch")
-    except importlib.metadata.PackageNotFoundError as exc:
-        raise SystemExit("build_mmcv: torch is not installed in this interpreter; install vitbench first") from exc
-    torch_tag = re.sub(r"[^A-Za-z0-9.]+", "_", torch_version)
+    proc = subprocess.run([sys.executable, "-c", _TORCH_PROBE], capture_output=True, text=True)
+    if proc.returncode != 0:
+        raise SystemExit("build_mmcv: cannot import torch in this interpreter; install vitbench first\n"
+                         + proc.stderr.strip()[-500:])
+    return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def cache_key(mmcv_version: str = MMCV_VERSION, build: dict | None = None) -> str:
+    """The cache folder name: mmcv version + torch's full version + ops flavour + Python tag + platform, e.g.
+    ``mmcv-2.1.0+torch2.14.1_cu130.cpuops-cp311-linux_x86_64``: a binary links against exactly that torch build,
+    and a wheel built without a GPU has no CUDA kernels.
+    """
+    build = build or torch_build()
+    torch_tag = re.sub(r"[^A-Za-z0-9.]+", "_", build["version"])
+    ops = f"cu{str(build['cuda']).replace('.', '')}ops" if build["cuda"] and build["gpu"] else "cpuops"
     py_tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
     platform = re.sub(r"[^A-Za-z0-9]+", "_", sysconfig.get_platform())
-    return f"mmcv-{mmcv_version}+torch{torch_tag}-{py_tag}-{platform}"
+    return f"mmcv-{mmcv_version}+torch{torch_tag}.{ops}-{py_tag}-{platform}"
 
 
 def cached_wheel(cache_dir: Path, key: str) -> Path | None:
@@ -139,7 +159,7 @@ def build_wheel(mmcv_version: str, dest: Path, jobs: int, work: Path) -> Path:
 
     out = work / "wheel"
     t0 = time.time()
-    _log(f"building mmcv {mmcv_version} with ops (MAX_JOBS={jobs}); this takes ~30 min on 2 cores")
+    _log(f"building mmcv {mmcv_version} with ops (MAX_JOBS={jobs}); this takes ~30-40 min on 2 cores")
     _run([*pip, "wheel", "--no-build-isolation", "--no-deps", "-v", "-w", str(out), str(src)], env=env)
     _log(f"build finished in {(time.time() - t0) / 60:.1f} min")
     (wheel,) = out.glob("mmcv-*.whl")
@@ -189,6 +209,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.no_install:
         return 0
     _run([sys.executable, "-m", "pip", "install", str(wheel), *STACK])
+    if check():
+        return 0
+    # pip keeps an installed mmcv 2.1.0 built elsewhere (e.g. without CUDA ops): put the cached wheel in its place.
+    _run([sys.executable, "-m", "pip", "install", "--force-reinstall", "--no-deps", str(wheel)])
     return 0 if check() else 1
 
 
