@@ -43,8 +43,16 @@ def cmd_methods(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(described)
         return 0
-    rows = [[d["name"], d["lane"], ", ".join(v["name"] for v in d["variants"]), d["paper"]["venue"],
-             d["variants"][0]["license"]] for d in described]
+    rows = [
+        [
+            d["name"],
+            d["lane"],
+            ", ".join(v["name"] for v in d["variants"]),
+            d["paper"]["venue"],
+            d["variants"][0]["license"],
+        ]
+        for d in described
+    ]
     _table("vitbench methods", ["method", "lane", "variants", "venue", "license"], rows)
     return 0
 
@@ -54,12 +62,24 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
     described = [get_harness(t).describe() for t in list_tasks()]
     if args.json:
-        _print_json([{"name": d["name"], "protocol": d["protocol"], "protocol_version": d["protocol_version"],
-                      "metrics": d["metrics"], "headline": d["headline"], "synth_kind": d["synth_kind"]}
-                     for d in described])
+        _print_json(
+            [
+                {
+                    "name": d["name"],
+                    "protocol": d["protocol"],
+                    "protocol_version": d["protocol_version"],
+                    "metrics": d["metrics"],
+                    "headline": d["headline"],
+                    "synth_kind": d["synth_kind"],
+                }
+                for d in described
+            ]
+        )
         return 0
-    rows = [[d["name"], f"{d['protocol']} v{d['protocol_version']}", d["headline"], d["synth_kind"],
-             d["description"]] for d in described]
+    rows = [
+        [d["name"], f"{d['protocol']} v{d['protocol_version']}", d["headline"], d["synth_kind"], d["description"]]
+        for d in described
+    ]
     _table("vitbench tasks", ["task", "protocol", "headline", "smoke data", "description"], rows)
     return 0
 
@@ -93,10 +113,19 @@ def cmd_run(args: argparse.Namespace) -> int:
         os.environ["VITBENCH_LAUNCHER"] = args.launcher
 
     req = RunRequest(
-        method=args.method, task=args.task, data=Path(args.data) if args.data else None, weights=args.weights,
-        seed=args.seed, out=Path(args.out), device=args.device, smoke=args.smoke, force=args.force,
-        cache_dir=Path(args.cache) if args.cache else None, protocol_overrides=_parse_overrides(args.set),
-        progress=not args.no_progress, command=args.command_line,
+        method=args.method,
+        task=args.task,
+        data=Path(args.data) if args.data else None,
+        weights=args.weights,
+        seed=args.seed,
+        out=Path(args.out),
+        device=args.device,
+        smoke=args.smoke,
+        force=args.force,
+        cache_dir=Path(args.cache) if args.cache else None,
+        protocol_overrides=_parse_overrides(args.set),
+        progress=not args.no_progress,
+        command=args.command_line,
     )
     try:
         path, record = run(req)
@@ -132,9 +161,16 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
     enc = build_encoder(args.method, weights=args.weights)
     ident = enc.identity
-    info = {"method": ident.method, "variant": ident.variant, "arch": ident.arch, "weights": ident.weights_source,
-            "sha256": ident.weights_sha256, "load_report": ident.load_report.to_dict() if ident.load_report else None,
-            "spec": enc.spec.to_dict(), "data_config": enc.data_config.to_dict()}
+    info = {
+        "method": ident.method,
+        "variant": ident.variant,
+        "arch": ident.arch,
+        "weights": ident.weights_source,
+        "sha256": ident.weights_sha256,
+        "load_report": ident.load_report.to_dict() if ident.load_report else None,
+        "spec": enc.spec.to_dict(),
+        "data_config": enc.data_config.to_dict(),
+    }
     if args.json:
         _print_json(info)
         return 0
@@ -145,12 +181,17 @@ def cmd_inspect(args: argparse.Namespace) -> int:
     if rep is not None:
         print(f"  key      {rep.checkpoint_key or '<flat state dict>'}; stripped {rep.stripped_prefixes or '-'}")
         print(f"  matched  {rep.matched} keys")
-        for label, keys in (("dropped", rep.dropped), ("converted", rep.converted),
-                            ("missing (allowed)", rep.missing_allowed)):
+        for label, keys in (
+            ("dropped", rep.dropped),
+            ("converted", rep.converted),
+            ("missing (allowed)", rep.missing_allowed),
+        ):
             print(f"  {label:<9}{len(keys)}" + "".join(f"\n    {k}" for k in keys[:50]))
     s = enc.spec
-    print(f"  spec     family={s.family} embed_dim={s.embed_dim} blocks={s.num_blocks} dense={list(s.indices)} "
-          f"channels={list(s.channels)} strides={list(s.reductions)} global={s.global_pool}")
+    print(
+        f"  spec     family={s.family} embed_dim={s.embed_dim} blocks={s.num_blocks} dense={list(s.indices)} "
+        f"channels={list(s.channels)} strides={list(s.reductions)} global={s.global_pool}"
+    )
     return 0
 
 
@@ -188,8 +229,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="run even if the record exists, and overwrite it")
     p.add_argument("--cache", help="feature cache folder (default $VITBENCH_CACHE or ~/.cache/vitbench)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a protocol field")
-    p.add_argument("--launcher", choices=["none", "pytorch", "slurm"],
-                   help="multi-GPU launcher for training harnesses (mmengine); default: detected from torchrun/srun")
+    p.add_argument(
+        "--launcher",
+        choices=["none", "pytorch", "slurm"],
+        help="multi-GPU launcher for training harnesses (mmengine); default: detected from torchrun/srun",
+    )
     p.add_argument("--no-progress", action="store_true")
     p.set_defaults(func=cmd_run)
 

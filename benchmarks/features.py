@@ -78,9 +78,14 @@ def extract(
         start = int(state["done"])
         arrays = {name: np.load(partial / f"{name}.npy", mmap_mode="r+") for name in state["arrays"]}
 
-    loader = DataLoader(Subset(dataset, range(start, n)), batch_size=batch_size, shuffle=False,
-                        num_workers=workers, pin_memory=device.startswith("cuda"),
-                        persistent_workers=False)
+    loader = DataLoader(
+        Subset(dataset, range(start, n)),
+        batch_size=batch_size,
+        shuffle=False,
+        num_workers=workers,
+        pin_memory=device.startswith("cuda"),
+        persistent_workers=False,
+    )
     done = start
     use_amp = device.startswith("cuda")
     with torch.inference_mode(), progress_bar(total=n, desc=desc, enabled=progress, initial=start) as bar:
@@ -117,8 +122,10 @@ def _allocate(partial: Path | None, first: dict[str, np.ndarray], n: int) -> dic
     if partial is None:
         return {name: np.empty((n, *v.shape[1:]), dtype=v.dtype) for name, v in first.items()}
     partial.mkdir(parents=True, exist_ok=True)
-    return {name: np.lib.format.open_memmap(partial / f"{name}.npy", mode="w+", dtype=v.dtype,
-                                            shape=(n, *v.shape[1:])) for name, v in first.items()}
+    return {
+        name: np.lib.format.open_memmap(partial / f"{name}.npy", mode="w+", dtype=v.dtype, shape=(n, *v.shape[1:]))
+        for name, v in first.items()
+    }
 
 
 def _checkpoint(partial: Path, arrays: dict[str, np.ndarray], done: int) -> None:

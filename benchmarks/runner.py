@@ -39,10 +39,19 @@ _SOURCE_DIR = Path(__file__).resolve().parent.parent
 def git_state(path: Path = _SOURCE_DIR) -> tuple[str | None, bool | None]:
     """(HEAD sha, dirty?) of the vitbench checkout, or (None, None) outside a git checkout."""
     try:
-        sha = subprocess.run(["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True,
-                             timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
-                               capture_output=True, text=True, timeout=10, check=True).stdout.strip() != ""
+        sha = subprocess.run(
+            ["git", "-C", str(path), "rev-parse", "HEAD"], capture_output=True, text=True, timeout=10, check=True
+        ).stdout.strip()
+        dirty = (
+            subprocess.run(
+                ["git", "-C", str(path), "status", "--porcelain", "--untracked-files=no"],
+                capture_output=True,
+                text=True,
+                timeout=10,
+                check=True,
+            ).stdout.strip()
+            != ""
+        )
         return sha, dirty
     except (OSError, subprocess.SubprocessError):
         return None, None
@@ -52,8 +61,18 @@ def package_versions() -> dict[str, str]:
     from importlib.metadata import PackageNotFoundError, version
 
     out = {"python": platform.python_version()}
-    for pkg in ("torch", "torchvision", "timm", "numpy", "mmcv", "mmdet", "mmsegmentation", "mmengine", "torchgeo",
-                "open_clip_torch"):
+    for pkg in (
+        "torch",
+        "torchvision",
+        "timm",
+        "numpy",
+        "mmcv",
+        "mmdet",
+        "mmsegmentation",
+        "mmengine",
+        "torchgeo",
+        "open_clip_torch",
+    ):
         try:
             out[pkg] = version(pkg)
         except PackageNotFoundError:
@@ -95,8 +114,18 @@ class RunRequest:
     command: str | None = None
 
 
-def make_record(encoder: Encoder, harness: Harness, protocol: Protocol, output: RunOutput, seed: int, smoke: bool,
-                started: datetime, wall_s: float, device: str, command: str) -> Record:
+def make_record(
+    encoder: Encoder,
+    harness: Harness,
+    protocol: Protocol,
+    output: RunOutput,
+    seed: int,
+    smoke: bool,
+    started: datetime,
+    wall_s: float,
+    device: str,
+    command: str,
+) -> Record:
     ident = encoder.identity
     metas: dict[str, MetricMeta] = {}
     for name in output.metrics:
@@ -110,8 +139,9 @@ def make_record(encoder: Encoder, harness: Harness, protocol: Protocol, output: 
         method=ident.method,
         variant=ident.variant,
         arch=ident.arch,
-        weights=Weights(source=ident.weights_source, sha256=ident.weights_sha256, file_name=ident.weights_file,
-                        load_report=lr),
+        weights=Weights(
+            source=ident.weights_source, sha256=ident.weights_sha256, file_name=ident.weights_file, load_report=lr
+        ),
         task=harness.task,
         protocol=protocol.info(),
         dataset=output.dataset,
@@ -141,12 +171,16 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
     harness = get_harness(req.task)
     device = resolve_device(req.device)
     if req.data is None:
-        raise VitbenchError(f"--data is required for task {req.task} (make a tiny set: vitbench data synth "
-                            f"{harness.synth_kind} --out DIR)")
+        raise VitbenchError(
+            f"--data is required for task {req.task} (make a tiny set: vitbench data synth "
+            f"{harness.synth_kind} --out DIR)"
+        )
     data = Path(req.data)
     if not data.exists():
-        raise VitbenchError(f"{data}: data folder does not exist (make a tiny one with: vitbench data synth "
-                            f"{harness.synth_kind} --out {data})")
+        raise VitbenchError(
+            f"{data}: data folder does not exist (make a tiny one with: vitbench data synth "
+            f"{harness.synth_kind} --out {data})"
+        )
     from methods import get_adapter
 
     adapter = get_adapter(name)
@@ -162,11 +196,13 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
     t0 = time.perf_counter()
     encoder = build_encoder(name, v.name, weights=req.weights, seed=req.seed)
     work = req.work_dir or (Path(req.out) / "work" / req.task / name / f"{v.name}__seed{req.seed}")
-    output = harness.run(encoder.to(device), data, work, req.seed, device, protocol, cache_dir=req.cache_dir,
-                         progress=req.progress)
+    output = harness.run(
+        encoder.to(device), data, work, req.seed, device, protocol, cache_dir=req.cache_dir, progress=req.progress
+    )
     command = req.command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    record = make_record(encoder, harness, protocol, output, req.seed, req.smoke, started,
-                         time.perf_counter() - t0, device, command)
+    record = make_record(
+        encoder, harness, protocol, output, req.seed, req.smoke, started, time.perf_counter() - t0, device, command
+    )
     if rank != 0:
         return Path(req.out) / record.relpath(), record
     return write_record(record, req.out, force=req.force), record

@@ -43,8 +43,10 @@ def scaffold_method(name: str, root: Path | str = Path(".")) -> list[Path]:
     ``results/runs/_methods/<name>/README.md`` under ``root``; return the paths written."""
     root = Path(root)
     if not (_METHOD_RE.match(name) and NAME_RE.match(name)):
-        raise VitbenchError(f"method name {name!r}: use lower-case letters and digits, words joined by '-' "
-                            f"(it becomes the module methods/{module_name(name)}.py)")
+        raise VitbenchError(
+            f"method name {name!r}: use lower-case letters and digits, words joined by '-' "
+            f"(it becomes the module methods/{module_name(name)}.py)"
+        )
     registry = root / "methods" / "registry.py"
     if not registry.exists():
         raise VitbenchError(f"{root}: no methods/registry.py here; run from the repository root or pass --root")
@@ -57,8 +59,9 @@ def scaffold_method(name: str, root: Path | str = Path(".")) -> list[Path]:
     new_registry = _insert_registry_line(registry, name)  # checked before anything is written
 
     fields = {"name": name, "cls": class_name(name), "title": name}
-    adapter.write_text((_HERE / "method_adapter.py.tmpl").read_text(encoding="utf-8").format(**fields),
-                       encoding="utf-8")
+    adapter.write_text(
+        (_HERE / "method_adapter.py.tmpl").read_text(encoding="utf-8").format(**fields), encoding="utf-8"
+    )
     test.parent.mkdir(parents=True, exist_ok=True)
     test.write_text((_HERE / "method_test.py.tmpl").read_text(encoding="utf-8").format(**fields), encoding="utf-8")
     registry.write_text(new_registry, encoding="utf-8")
@@ -69,5 +72,6 @@ def scaffold_method(name: str, root: Path | str = Path(".")) -> list[Path]:
         f"`results/runs/<task>/{name}/<variant>__seed<n>.json` (task first). Check each with `vitbench validate` "
         f"before the results PR, and add the paper's confirmed numbers as `results/reported/{name}.yaml` "
         f"(see CONTRIBUTING.md). This folder only marks the method as pending; delete it with the first records.\n",
-        encoding="utf-8")
+        encoding="utf-8",
+    )
     return [adapter, test, registry, readme]

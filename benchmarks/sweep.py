@@ -12,7 +12,6 @@ import argparse
 import itertools
 from dataclasses import replace
 from pathlib import Path
-
 from typing import TYPE_CHECKING
 
 from benchmarks.records import record_exists
@@ -77,17 +76,30 @@ def submit(cells: list[RunRequest], executor: str, folder: Path, slurm: dict) ->
 def cmd_sweep(args: argparse.Namespace) -> int:
     from benchmarks.runner import RunRequest
 
-    base = RunRequest(method="", task="", data=Path(args.data) if args.data else None, weights=args.weights,
-                      out=Path(args.out), device=args.device, smoke=args.smoke, force=args.force,
-                      cache_dir=Path(args.cache) if args.cache else None, progress=False)
+    base = RunRequest(
+        method="",
+        task="",
+        data=Path(args.data) if args.data else None,
+        weights=args.weights,
+        out=Path(args.out),
+        device=args.device,
+        smoke=args.smoke,
+        force=args.force,
+        cache_dir=Path(args.cache) if args.cache else None,
+        progress=False,
+    )
     cells = plan(base, args.methods, args.tasks, args.seeds)
     total = len(args.methods) * len(args.tasks) * len(args.seeds)
     print(f"sweep: {len(cells)} of {total} cells to run ({total - len(cells)} already have records)")
     if not cells:
         return 0
     folder = Path(args.log_dir or Path(args.out) / "work" / "submitit")
-    slurm = {"slurm_partition": args.slurm_partition, "gpus_per_node": args.gpus, "timeout_min": args.timeout_min,
-             "cpus_per_task": args.cpus}
+    slurm = {
+        "slurm_partition": args.slurm_partition,
+        "gpus_per_node": args.gpus,
+        "timeout_min": args.timeout_min,
+        "cpus_per_task": args.cpus,
+    }
     for path in submit(cells, args.executor, folder, slurm):
         print(f"record: {path}")
     return 0

@@ -60,13 +60,17 @@ def _check_protocol(rec: Record, harness: Harness) -> str | None:
     if p.name != expected.NAME:
         return f"protocol.name: '{p.name}', but task {rec.task} runs protocol '{expected.NAME}'"
     if p.version != expected.VERSION:
-        return (f"protocol.version: {p.version}, but {expected.NAME} is at version {expected.VERSION} "
-                f"(re-run with the current protocol)")
+        return (
+            f"protocol.version: {p.version}, but {expected.NAME} is at version {expected.VERSION} "
+            f"(re-run with the current protocol)"
+        )
     if p.hash != expected.hash():
         want = expected.config()
         diff = sorted(k for k in set(want) | set(p.config) if want.get(k, object()) != p.config.get(k, object()))
-        return (f"protocol.hash: {p.hash} is not the registered {rec.track} protocol's {expected.hash()} "
-                f"(config differs in: {', '.join(diff)})")
+        return (
+            f"protocol.hash: {p.hash} is not the registered {rec.track} protocol's {expected.hash()} "
+            f"(config differs in: {', '.join(diff)})"
+        )
     return None
 
 
@@ -99,7 +103,7 @@ def _check_path(path: Path, rec: Record) -> str | None:
     parts = path.parts
     if "runs" not in parts:
         return None
-    tail = Path(*parts[len(parts) - 1 - parts[::-1].index("runs"):])
+    tail = Path(*parts[len(parts) - 1 - parts[::-1].index("runs") :])
     if tail != rec.relpath():
         return f"path: this record belongs at {rec.relpath()}, not {tail}"
     return None
@@ -121,14 +125,19 @@ def validate_file(path: Path | str, harness_lookup: HarnessLookup = _default_loo
         return f"{path}: task: {err}"
     except Exception as err:  # noqa: BLE001 - a registered harness whose extra (mm*) is missing here
         return f"{path}: task: the harness of '{rec.task}' cannot be loaded here ({type(err).__name__}: {err})"
-    for check in (_check_protocol(rec, harness), _check_metrics(rec, harness), _check_provenance(rec),
-                  _check_path(path, rec)):
+    for check in (
+        _check_protocol(rec, harness),
+        _check_metrics(rec, harness),
+        _check_provenance(rec),
+        _check_path(path, rec),
+    ):
         if check is not None:
             return f"{path}: {check}"
     return None
 
 
-def validate_files(paths: Iterable[Path | str], harness_lookup: HarnessLookup = _default_lookup
-                   ) -> list[tuple[Path, str | None]]:
+def validate_files(
+    paths: Iterable[Path | str], harness_lookup: HarnessLookup = _default_lookup
+) -> list[tuple[Path, str | None]]:
     """Validate each file; ``(path, None)`` when it passes, ``(path, one-line message)`` when it does not."""
     return [(Path(p), validate_file(p, harness_lookup)) for p in paths]

@@ -81,19 +81,30 @@ def _summary(lb: Leaderboard) -> list[dict[str, Any]]:
     out = []
     for t in lb.tables.values():
         default = [r for r in t.rows if r.setting is None]
-        out.append({
-            "task": t.task, "title": t.title, "reported": len(t.reported),
-            "reproduced": sum(r.reproduced for r in t.rows), "within": t.n_within, "outside": t.n_outside,
-            "not_reproduced": sum(1 for r in default if not r.reproduced and any(c.reported for c in r.cells.values())),
-            "other": len(t.other), "smoke": len(t.smoke),
-        })
+        out.append(
+            {
+                "task": t.task,
+                "title": t.title,
+                "reported": len(t.reported),
+                "reproduced": sum(r.reproduced for r in t.rows),
+                "within": t.n_within,
+                "outside": t.n_outside,
+                "not_reproduced": sum(
+                    1 for r in default if not r.reproduced and any(c.reported for c in r.cells.values())
+                ),
+                "other": len(t.other),
+                "smoke": len(t.smoke),
+            }
+        )
     return out
 
 
 def _prepare_out(out: Path) -> Path:
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
-        raise VitbenchError(f"{out}: exists and was not made by `vitbench leaderboard` (no {MARKER} in it); "
-                            f"choose another --out or remove it")
+        raise VitbenchError(
+            f"{out}: exists and was not made by `vitbench leaderboard` (no {MARKER} in it); "
+            f"choose another --out or remove it"
+        )
     out.parent.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
 
@@ -121,10 +132,13 @@ def _gc_paused() -> Iterator[None]:
             gc.enable()
 
 
-def build_site(results: Path | str = Path("results"), out: Path | str = Path("site"),
-               tolerances: Tolerances | None = None,
-               harness_lookup: Callable[[str], HarnessInfo | None] = harness_info,
-               registered: set[str] | None = None) -> SiteReport:
+def build_site(
+    results: Path | str = Path("results"),
+    out: Path | str = Path("site"),
+    tolerances: Tolerances | None = None,
+    harness_lookup: Callable[[str], HarnessInfo | None] = harness_info,
+    registered: set[str] | None = None,
+) -> SiteReport:
     """Read ``results`` and write the site to ``out``; return what was written. ``harness_lookup`` gives each task's
     registered protocol (default: import the registered harness); ``registered`` the method keys that have an
     adapter (default: the method registry's)."""
@@ -140,8 +154,14 @@ def build_site(results: Path | str = Path("results"), out: Path | str = Path("si
         except BaseException:
             shutil.rmtree(tmp, ignore_errors=True)
             raise
-        report = SiteReport(out=out, index=out / "index.html", pages=pages, records=len(lb.records.records),
-                            rejected=lb.records.rejected, summary=_summary(lb))
+        report = SiteReport(
+            out=out,
+            index=out / "index.html",
+            pages=pages,
+            records=len(lb.records.records),
+            rejected=lb.records.rejected,
+            summary=_summary(lb),
+        )
         # Free the records while the collector is still off: re-enabling it with them alive made its next pass
         # walk every object allocated during the build (0.2-0.6 s).
         del lb
@@ -166,16 +186,30 @@ def _write_site(lb: Leaderboard, out: Path, registered: set[str]) -> int:
     (out / MARKER).write_text("made by vitbench leaderboard; the whole folder is replaced on each build\n")
 
     statuses = {p.id: _paper_status(lb, p, registered) for p in papers}
-    _write(out / "index.html", env.get_template("index.html.jinja").render(
-        root="", summary=summary, papers=papers, statuses=statuses, rejected=lb.records.rejected,
-        n_records=len(lb.records.records), n_groups=len(lb.groups), tol=lb.tolerances))
+    _write(
+        out / "index.html",
+        env.get_template("index.html.jinja").render(
+            root="",
+            summary=summary,
+            papers=papers,
+            statuses=statuses,
+            rejected=lb.records.rejected,
+            n_records=len(lb.records.records),
+            n_groups=len(lb.groups),
+            tol=lb.tolerances,
+        ),
+    )
     pages += 1
 
     task_tpl, detail_tpl = env.get_template("task.html.jinja"), env.get_template("detail.html.jinja")
     for t in lb.tables.values():
         rows = comparison_rows({t.task: t})
-        _write(out / "tasks" / f"{t.task}.html", task_tpl.render(
-            root="../", t=t, v=task_view(t, "../"), scatter=plots.scatter(t), bars=plots.bars(t), data=rows))
+        _write(
+            out / "tasks" / f"{t.task}.html",
+            task_tpl.render(
+                root="../", t=t, v=task_view(t, "../"), scatter=plots.scatter(t), bars=plots.bars(t), data=rows
+            ),
+        )
         pages += 1
         by_method: dict[str, list[Any]] = {}
         for g in lb.groups:
@@ -183,15 +217,25 @@ def _write_site(lb: Leaderboard, out: Path, registered: set[str]) -> int:
                 by_method.setdefault(g.method, []).append(g)
         for method, groups in by_method.items():
             paper = paper_of_method.get(method)
-            _write(out / "tasks" / t.task / f"{method}.html", detail_tpl.render(
-                root="../../", t=t, method=method, groups=[group_view(g, t) for g in groups],
-                paper=paper, paper_href=paper_href("../../", paper) if paper else ""))
+            _write(
+                out / "tasks" / t.task / f"{method}.html",
+                detail_tpl.render(
+                    root="../../",
+                    t=t,
+                    method=method,
+                    groups=[group_view(g, t) for g in groups],
+                    paper=paper,
+                    paper_href=paper_href("../../", paper) if paper else "",
+                ),
+            )
             pages += 1
 
     paper_tpl = env.get_template("paper.html.jinja")
     for p in papers:
-        _write(out / "papers" / f"{p.id}.html", paper_tpl.render(
-            root="../", p=p, status=statuses[p.id], rows=paper_rows(p, lb.tables)))
+        _write(
+            out / "papers" / f"{p.id}.html",
+            paper_tpl.render(root="../", p=p, status=statuses[p.id], rows=paper_rows(p, lb.tables)),
+        )
         pages += 1
 
     _write(out / "leaderboard.md", leaderboard_md(lb))

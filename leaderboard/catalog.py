@@ -31,8 +31,9 @@ TASKS: dict[str, TaskInfo] = {
     "linear": TaskInfo("ImageNet-1k linear probe on frozen features", "top1", "classification"),
     "linear-perlayer": TaskInfo("ImageNet-1k linear probe per block", "top1", "classification"),
     "imagenet-finetune": TaskInfo("ImageNet-1k end-to-end fine-tuning", "top1", "classification"),
-    "imagenet-supervised": TaskInfo("ImageNet-1k top-1 of the released supervised classifier", "top1",
-                                    "classification"),
+    "imagenet-supervised": TaskInfo(
+        "ImageNet-1k top-1 of the released supervised classifier", "top1", "classification"
+    ),
     "coco-maskrcnn-fpn-1x": TaskInfo("COCO Mask R-CNN + FPN, 1x schedule", "bbox_AP", "dense"),
     "coco-maskrcnn-3x": TaskInfo("COCO Mask R-CNN, 3x schedule", "bbox_AP", "dense"),
     "coco-cascade-1x": TaskInfo("COCO Cascade Mask R-CNN, 1x schedule", "bbox_AP", "dense"),
@@ -46,8 +47,7 @@ TASKS: dict[str, TaskInfo] = {
     "coco-partial": TaskInfo("MS-COCO multi-label recognition with partial labels", "mAP", "transfer"),
     "nuswide-zsl": TaskInfo("NUS-WIDE zero-shot multi-label recognition", "mAP", "transfer"),
     "copydays-copy-detection": TaskInfo("Copydays copy detection", "mAP", "transfer"),
-    "backdoor-htba": TaskInfo("Hidden-trigger backdoor attack on a frozen backbone + linear head", "asr",
-                              "robustness"),
+    "backdoor-htba": TaskInfo("Hidden-trigger backdoor attack on a frozen backbone + linear head", "asr", "robustness"),
     "coco-t2i-zeroshot": TaskInfo("MS-COCO text-to-image, zero-shot", "FID", "generation"),
     "coco-t2i-finetuned": TaskInfo("MS-COCO text-to-image, fine-tuned on COCO", "FID", "generation"),
     "imagenet-cond-gen-256": TaskInfo("ImageNet 256x256 class-conditional generation", "FID", "generation"),

@@ -62,8 +62,9 @@ def cmd_compare(args: argparse.Namespace) -> int:
         raise VitbenchError(f"--task {args.task}: no reported or reproduced numbers{hint}")
     methods = {r.method for t in lb.tables.values() for r in t.rows}
     if args.method is not None and args.method not in methods:
-        raise VitbenchError(f"--method {args.method}: no reported or reproduced numbers"
-                            f"{did_you_mean(args.method, sorted(methods))}")
+        raise VitbenchError(
+            f"--method {args.method}: no reported or reproduced numbers{did_you_mean(args.method, sorted(methods))}"
+        )
     sys.stdout.write(render(comparison_rows(lb.tables, method=args.method, task=args.task), args.format))
     return 0
 
@@ -74,8 +75,10 @@ def cmd_new_method(args: argparse.Namespace) -> int:
     written = scaffold_method(args.name, Path(args.root))
     for path in written:
         print(f"wrote {path}")
-    print(f"next: fill in the TODOs in methods/{args.name.replace('-', '_')}.py, run "
-          f"`pytest tests/methods/test_{args.name.replace('-', '_')}.py`, then open the adapter PR (CONTRIBUTING.md)")
+    print(
+        f"next: fill in the TODOs in methods/{args.name.replace('-', '_')}.py, run "
+        f"`pytest tests/methods/test_{args.name.replace('-', '_')}.py`, then open the adapter PR (CONTRIBUTING.md)"
+    )
     return 0
 
 

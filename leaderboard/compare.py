@@ -18,8 +18,22 @@ from leaderboard.markdown import md_table
 from leaderboard.reported import Reported, Tolerances, load_reported, load_tolerances
 from leaderboard.table import SETTING, TaskTable, build_tables
 
-COLUMNS = ["task", "method", "variant", "metric", "reported", "reproduced", "std", "n", "delta", "tolerance",
-           "verdict", "direction", "protocol", "source"]
+COLUMNS = [
+    "task",
+    "method",
+    "variant",
+    "metric",
+    "reported",
+    "reproduced",
+    "std",
+    "n",
+    "delta",
+    "tolerance",
+    "verdict",
+    "direction",
+    "protocol",
+    "source",
+]
 
 
 @dataclass
@@ -33,8 +47,11 @@ class Leaderboard:
     tolerances: Tolerances
 
 
-def assemble(results: Path | str, tolerances: Tolerances | None = None,
-             harness_lookup: Callable[[str], HarnessInfo | None] = harness_info) -> Leaderboard:
+def assemble(
+    results: Path | str,
+    tolerances: Tolerances | None = None,
+    harness_lookup: Callable[[str], HarnessInfo | None] = harness_info,
+) -> Leaderboard:
     """Read ``results/`` (reported + runs) and build every task table. ``harness_lookup`` tells each task's registered
     protocol (tests pass their own instead of importing harnesses)."""
     results = Path(results)
@@ -47,8 +64,9 @@ def assemble(results: Path | str, tolerances: Tolerances | None = None,
     return Leaderboard(build_tables(reported, groups, harnesses, tol), reported, recs, groups, tol)
 
 
-def comparison_rows(tables: dict[str, TaskTable], method: str | None = None, task: str | None = None
-                    ) -> list[dict[str, Any]]:
+def comparison_rows(
+    tables: dict[str, TaskTable], method: str | None = None, task: str | None = None
+) -> list[dict[str, Any]]:
     """Flatten the tables into records with :data:`COLUMNS` (numbers stay numbers; missing ones are None)."""
     out: list[dict[str, Any]] = []
     for t in tables.values():
@@ -61,17 +79,24 @@ def comparison_rows(tables: dict[str, TaskTable], method: str | None = None, tas
                 cell = row.cells.get(metric)
                 if cell is None or cell.verdict == SETTING:
                     continue
-                out.append({
-                    "task": t.task, "method": row.method, "variant": row.variant, "metric": metric,
-                    "reported": cell.reported.value if cell.reported else None,
-                    "reproduced": round(cell.stat.mean, 4) if cell.stat else None,
-                    "std": round(cell.stat.std, 4) if cell.stat and cell.stat.std is not None else None,
-                    "n": cell.stat.n if cell.stat else 0,
-                    "delta": round(cell.delta, 4) if cell.delta is not None else None,
-                    "tolerance": cell.tolerance, "verdict": cell.verdict, "direction": cell.direction,
-                    "protocol": row.group.protocol.label if row.group else "",
-                    "source": cell.paper.id if cell.paper else "",
-                })
+                out.append(
+                    {
+                        "task": t.task,
+                        "method": row.method,
+                        "variant": row.variant,
+                        "metric": metric,
+                        "reported": cell.reported.value if cell.reported else None,
+                        "reproduced": round(cell.stat.mean, 4) if cell.stat else None,
+                        "std": round(cell.stat.std, 4) if cell.stat and cell.stat.std is not None else None,
+                        "n": cell.stat.n if cell.stat else 0,
+                        "delta": round(cell.delta, 4) if cell.delta is not None else None,
+                        "tolerance": cell.tolerance,
+                        "verdict": cell.verdict,
+                        "direction": cell.direction,
+                        "protocol": row.group.protocol.label if row.group else "",
+                        "source": cell.paper.id if cell.paper else "",
+                    }
+                )
     return out
 
 
@@ -86,10 +111,33 @@ def render(rows: list[dict[str, Any]], form: str) -> str:
         writer.writerows(rows)
         return buf.getvalue()
     if form == "md":
-        body = [[r["task"], r["method"], r["variant"], r["metric"], fmt.value(r["reported"]), _repro(r),
-                 fmt.delta(r["delta"]), fmt.value(r["tolerance"]), _verdict(r), r["source"]] for r in rows]
-        head = ["task", "method", "variant", "metric", "reported", "reproduced", "delta", "tolerance", "verdict",
-                "source"]
+        body = [
+            [
+                r["task"],
+                r["method"],
+                r["variant"],
+                r["metric"],
+                fmt.value(r["reported"]),
+                _repro(r),
+                fmt.delta(r["delta"]),
+                fmt.value(r["tolerance"]),
+                _verdict(r),
+                r["source"],
+            ]
+            for r in rows
+        ]
+        head = [
+            "task",
+            "method",
+            "variant",
+            "metric",
+            "reported",
+            "reproduced",
+            "delta",
+            "tolerance",
+            "verdict",
+            "source",
+        ]
         return md_table(head, body)
     raise ValueError(f"unknown format {form!r} (md, csv, json)")
 

@@ -56,8 +56,10 @@ def task_md(t: TaskTable) -> str:
 
 def leaderboard_md(lb: Leaderboard) -> str:
     """All tasks, for pasting into a README."""
-    parts = ["## vitbench leaderboard\n",
-             "Reported = the paper's number (source in results/reported/). Reproduced = mean ± std over seeds of "
-             "paper-track runs under the registered protocol. Delta = reproduced - reported.\n"]
+    parts = [
+        "## vitbench leaderboard\n",
+        "Reported = the paper's number (source in results/reported/). Reproduced = mean ± std over seeds of "
+        "paper-track runs under the registered protocol. Delta = reproduced - reported.\n",
+    ]
     parts += [task_md(t) for t in lb.tables.values() if t.rows]
     return "\n".join(parts)

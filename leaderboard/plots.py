@@ -23,8 +23,12 @@ def _ticks(lo: float, hi: float, n: int = 5) -> list[float]:
 
 def scatter(t: TaskTable) -> Markup | None:
     """Reported (x) vs reproduced mean (y) for every compared cell; the band is each point's tolerance."""
-    pts = [(row, m, c) for row in t.rows for m, c in row.cells.items()
-           if c.reported is not None and c.stat is not None and c.delta is not None]
+    pts = [
+        (row, m, c)
+        for row in t.rows
+        for m, c in row.cells.items()
+        if c.reported is not None and c.stat is not None and c.delta is not None
+    ]
     if not pts:
         return None
     values = [v for _, _, c in pts for v in (c.reported.value, c.stat.mean)]  # type: ignore[union-attr]
@@ -38,22 +42,30 @@ def scatter(t: TaskTable) -> Markup | None:
     def sy(v: float) -> float:
         return _H - _PAD - (v - lo) / (hi - lo) * (_H - _PAD - 10)
 
-    out = [f'<svg class="plot" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" role="img" '
-           f'aria-label="reported versus reproduced, {escape(t.task)}" xmlns="http://www.w3.org/2000/svg">',
-           f"<title>Reported vs reproduced: {escape(t.task)}</title>",
-           f'<line x1="{sx(lo):.1f}" y1="{sy(lo):.1f}" x2="{sx(hi):.1f}" y2="{sy(hi):.1f}" class="diag"/>']
+    out = [
+        f'<svg class="plot" viewBox="0 0 {_W} {_H}" width="{_W}" height="{_H}" role="img" '
+        f'aria-label="reported versus reproduced, {escape(t.task)}" xmlns="http://www.w3.org/2000/svg">',
+        f"<title>Reported vs reproduced: {escape(t.task)}</title>",
+        f'<line x1="{sx(lo):.1f}" y1="{sy(lo):.1f}" x2="{sx(hi):.1f}" y2="{sy(hi):.1f}" class="diag"/>',
+    ]
     for v in _ticks(lo, hi):
         out.append(f'<text x="{sx(v):.1f}" y="{_H - _PAD + 14}" class="tick" text-anchor="middle">{v:.1f}</text>')
         out.append(f'<text x="{_PAD - 4}" y="{sy(v) + 3:.1f}" class="tick" text-anchor="end">{v:.1f}</text>')
     out.append(f'<text x="{_W / 2:.0f}" y="{_H - 8}" class="axis" text-anchor="middle">reported</text>')
-    out.append(f'<text x="12" y="{_H / 2:.0f}" class="axis" text-anchor="middle" '
-               f'transform="rotate(-90 12 {_H / 2:.0f})">reproduced</text>')
+    out.append(
+        f'<text x="12" y="{_H / 2:.0f}" class="axis" text-anchor="middle" '
+        f'transform="rotate(-90 12 {_H / 2:.0f})">reproduced</text>'
+    )
     for row, m, c in pts:
         cls = "pt out" if c.verdict == OUTSIDE else "pt in"
-        label = (f"{row.method}:{row.variant} {m}: reported {fmt.value(c.reported.value)}, "  # type: ignore[union-attr]
-                 f"reproduced {fmt.stat(c.stat)}, delta {fmt.delta(c.delta)}")
-        out.append(f'<circle cx="{sx(c.reported.value):.1f}" cy="{sy(c.stat.mean):.1f}" r="4" '  # type: ignore[union-attr]
-                   f'class="{cls}"><title>{escape(label)}</title></circle>')
+        label = (
+            f"{row.method}:{row.variant} {m}: reported {fmt.value(c.reported.value)}, "  # type: ignore[union-attr]
+            f"reproduced {fmt.stat(c.stat)}, delta {fmt.delta(c.delta)}"
+        )
+        out.append(
+            f'<circle cx="{sx(c.reported.value):.1f}" cy="{sy(c.stat.mean):.1f}" r="4" '  # type: ignore[union-attr]
+            f'class="{cls}"><title>{escape(label)}</title></circle>'
+        )
     out.append("</svg>")
     return Markup("".join(out))
 
@@ -71,11 +83,13 @@ def bars(t: TaskTable, limit: int = 40) -> Markup | None:
     vmax = max(max(values), 1e-9)
     label_w, bar_w, line_h = 190, 250, 22
     height = 24 + line_h * len(items)
-    out = [f'<svg class="plot" viewBox="0 0 {label_w + bar_w + 60} {height}" width="{label_w + bar_w + 60}" '
-           f'height="{height}" role="img" aria-label="{escape(t.headline)} per model" '
-           'xmlns="http://www.w3.org/2000/svg">',
-           f"<title>{escape(t.task)}: {escape(t.headline)} per model</title>",
-           f'<text x="{label_w}" y="12" class="axis">{escape(t.headline)} (reported above, reproduced below)</text>']
+    out = [
+        f'<svg class="plot" viewBox="0 0 {label_w + bar_w + 60} {height}" width="{label_w + bar_w + 60}" '
+        f'height="{height}" role="img" aria-label="{escape(t.headline)} per model" '
+        'xmlns="http://www.w3.org/2000/svg">',
+        f"<title>{escape(t.task)}: {escape(t.headline)} per model</title>",
+        f'<text x="{label_w}" y="12" class="axis">{escape(t.headline)} (reported above, reproduced below)</text>',
+    ]
     for i, (r, rep, ours) in enumerate(items):
         y = 20 + i * line_h
         name = f"{r.method}:{r.variant}" + (f" [{r.setting}]" if r.setting else "")
@@ -85,8 +99,10 @@ def bars(t: TaskTable, limit: int = 40) -> Markup | None:
                 continue
             w = max(v, 0.0) / vmax * bar_w
             what = "reported" if k == 0 else "reproduced"
-            out.append(f'<rect x="{label_w}" y="{y + 2 + k * 9}" width="{w:.1f}" height="8" class="{cls}">'
-                       f"<title>{escape(name)} {what}: {fmt.value(v)}</title></rect>")
+            out.append(
+                f'<rect x="{label_w}" y="{y + 2 + k * 9}" width="{w:.1f}" height="8" class="{cls}">'
+                f"<title>{escape(name)} {what}: {fmt.value(v)}</title></rect>"
+            )
         if rep is not None or ours is not None:
             shown = fmt.mean(ours) if ours is not None else fmt.value(rep)
             out.append(f'<text x="{label_w + bar_w + 4}" y="{y + 13}" class="tick">{shown}</text>')

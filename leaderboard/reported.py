@@ -53,8 +53,9 @@ def _url(value: str | None) -> str | None:
 
 def _check_verified(v: str) -> str:
     if not v.startswith("yes"):
-        raise ValueError(f"only numbers confirmed in a primary source go in (verified must start with 'yes', "
-                         f"got {v!r})")
+        raise ValueError(
+            f"only numbers confirmed in a primary source go in (verified must start with 'yes', got {v!r})"
+        )
     return v
 
 
@@ -277,8 +278,9 @@ def load_reported(reported_dir: Path | str) -> Reported:
     for paper in papers:
         for row in paper.rows:
             if row.key in owner and owner[row.key] != paper.path:
-                raise VitbenchError(f"{paper.path}: row {row.key} is also reported in {owner[row.key]}; give one of "
-                                    f"them a `setting`")
+                raise VitbenchError(
+                    f"{paper.path}: row {row.key} is also reported in {owner[row.key]}; give one of them a `setting`"
+                )
             owner[row.key] = paper.path
     return Reported(papers)
 
@@ -295,8 +297,9 @@ def load_tolerances(reported_dir: Path | str) -> Tolerances:
         tol = Tolerances(
             default=float(data.get("default", DEFAULT_TOLERANCE)),
             metrics={str(k): float(v) for k, v in (data.get("metrics") or {}).items()},
-            tasks={str(t): {str(k): float(v) for k, v in (m or {}).items()}
-                   for t, m in (data.get("tasks") or {}).items()},
+            tasks={
+                str(t): {str(k): float(v) for k, v in (m or {}).items()} for t, m in (data.get("tasks") or {}).items()
+            },
         )
     except (TypeError, ValueError, AttributeError) as err:
         raise VitbenchError(f"{path}: tolerances must be numbers ({err})") from None

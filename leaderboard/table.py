@@ -82,8 +82,9 @@ def _metric_order(metrics: set[str], head: str) -> list[str]:
     return sorted(metrics, key=lambda m: (m != head, catalog.index(m) if m in catalog else len(catalog), m))
 
 
-def build_tables(reported: Reported, groups: list[Group], harnesses: dict[str, HarnessInfo | None],
-                 tolerances: Tolerances) -> dict[str, TaskTable]:
+def build_tables(
+    reported: Reported, groups: list[Group], harnesses: dict[str, HarnessInfo | None], tolerances: Tolerances
+) -> dict[str, TaskTable]:
     """Join reported rows and reproduced groups into one table per task (catalog order)."""
     tasks = {r.task for _, r in reported.rows} | {g.task for g in groups}
     tables: dict[str, TaskTable] = {}
@@ -112,8 +113,13 @@ def build_tables(reported: Reported, groups: list[Group], harnesses: dict[str, H
         metrics = _metric_order({m for r in rows.values() for m in r.cells}, head)
         ordered = sorted(rows.values(), key=lambda r: _row_sort_key(r, head, h))
         tables[task] = TaskTable(
-            task=task, title=task_info(task).title, headline=head, harness=h,
-            current=current[0].protocol if current else (h.paper if h else None), metrics=metrics, rows=ordered,
+            task=task,
+            title=task_info(task).title,
+            headline=head,
+            harness=h,
+            current=current[0].protocol if current else (h.paper if h else None),
+            metrics=metrics,
+            rows=ordered,
             other=sorted((g for g in groups if g.task == task and g.status == "other"), key=_group_key),
             smoke=sorted((g for g in groups if g.task == task and g.status == "smoke"), key=_group_key),
             reported=rep,
@@ -121,8 +127,9 @@ def build_tables(reported: Reported, groups: list[Group], harnesses: dict[str, H
     return tables
 
 
-def _fill_cell(cell: Cell, row: Row, task: str, metric: str, h: HarnessInfo | None, meta: object,
-               tolerances: Tolerances) -> None:
+def _fill_cell(
+    cell: Cell, row: Row, task: str, metric: str, h: HarnessInfo | None, meta: object, tolerances: Tolerances
+) -> None:
     if row.setting is not None:
         cell.verdict = SETTING  # a non-default setting is shown for context, never compared
     elif cell.reported is None:
@@ -141,8 +148,14 @@ def _row_sort_key(row: Row, head: str, h: HarnessInfo | None) -> tuple[object, .
     if cell is not None:
         value = cell.stat.mean if cell.stat is not None else (cell.reported.value if cell.reported else None)
     sign = -1.0 if higher_is_better(head, h) else 1.0
-    return (value is None, row.setting is not None, sign * value if value is not None else 0.0, row.method,
-            row.variant, row.setting or "")
+    return (
+        value is None,
+        row.setting is not None,
+        sign * value if value is not None else 0.0,
+        row.method,
+        row.variant,
+        row.setting or "",
+    )
 
 
 def _group_key(g: Group) -> tuple[object, ...]:

@@ -33,8 +33,20 @@ def detail_href(root: str, g: Group) -> str:
     return f"{root}tasks/{g.task}/{g.method}.html#{g.anchor}"
 
 
-_EMPTY_CELL = {"rep": "", "rep_v": "", "rep_title": "", "rep_href": "", "caveat": "", "ours": "", "ours_v": "",
-               "ours_cls": "", "delta": "", "delta_v": "", "cls": "", "delta_title": ""}
+_EMPTY_CELL = {
+    "rep": "",
+    "rep_v": "",
+    "rep_title": "",
+    "rep_href": "",
+    "caveat": "",
+    "ours": "",
+    "ours_v": "",
+    "ours_cls": "",
+    "delta": "",
+    "delta_v": "",
+    "cls": "",
+    "delta_title": "",
+}
 
 
 def cell_view(row: Row, metric: str, note_ids: dict[int, str]) -> dict[str, Any]:
@@ -77,27 +89,47 @@ def task_view(t: TaskTable, root: str) -> dict[str, Any]:
     note_ids: dict[int, str] = {}
     for i, (paper, rr) in enumerate(t.reported):
         note_ids[id(rr)] = f"r-{i}"
-        notes.append({
-            "id": f"r-{i}", "label": rr.label, "name": f"{rr.method}:{rr.variant}", "setting": rr.setting or "",
-            "metric": rr.metric, "paper_metric": rr.paper_metric, "value": fmt.value(rr.value),
-            "dataset": rr.dataset, "protocol": rr.protocol, "pretrain": rr.pretrain_epochs or "",
-            "weights": rr.weights_version or "", "caveat": rr.caveat or "", "source": rr.source,
-            "source_url": rr.source_url or "", "verified": rr.verified, "paper": paper.info.short,
-            "paper_href": paper_href(root, paper),
-        })
+        notes.append(
+            {
+                "id": f"r-{i}",
+                "label": rr.label,
+                "name": f"{rr.method}:{rr.variant}",
+                "setting": rr.setting or "",
+                "metric": rr.metric,
+                "paper_metric": rr.paper_metric,
+                "value": fmt.value(rr.value),
+                "dataset": rr.dataset,
+                "protocol": rr.protocol,
+                "pretrain": rr.pretrain_epochs or "",
+                "weights": rr.weights_version or "",
+                "caveat": rr.caveat or "",
+                "source": rr.source,
+                "source_url": rr.source_url or "",
+                "verified": rr.verified,
+                "paper": paper.info.short,
+                "paper_href": paper_href(root, paper),
+            }
+        )
     rows = []
     for row in t.rows:
         papers = {c.paper.id: c.paper for c in row.cells.values() if c.paper is not None}
-        rows.append({
-            "method": row.method, "variant": row.variant, "setting": row.setting or "", "label": row.label,
-            "backbone": row.backbone, "reproduced": row.reproduced,
-            "detail": detail_href(root, row.group) if row.group else "",
-            "n": row.group and len(row.group.records),
-            "cells": [cell_view(row, m, note_ids) for m in t.metrics],
-            "papers": [{"short": p.info.short, "href": paper_href(root, p)} for p in papers.values()],
-        })
+        rows.append(
+            {
+                "method": row.method,
+                "variant": row.variant,
+                "setting": row.setting or "",
+                "label": row.label,
+                "backbone": row.backbone,
+                "reproduced": row.reproduced,
+                "detail": detail_href(root, row.group) if row.group else "",
+                "n": row.group and len(row.group.records),
+                "cells": [cell_view(row, m, note_ids) for m in t.metrics],
+                "papers": [{"short": p.info.short, "href": paper_href(root, p)} for p in papers.values()],
+            }
+        )
     return {
-        "rows": rows, "notes": notes,
+        "rows": rows,
+        "notes": notes,
         "other": _group_sections(t.other, t.metrics, root),
         "smoke": _group_sections(t.smoke, sorted({m for g in t.smoke for m in g.stats}), root),
         "methods": sorted({r.method for r in t.rows}),
@@ -109,22 +141,36 @@ def _group_sections(groups: list[Group], metrics: list[str], root: str) -> list[
     """Groups of one protocol each, so a section never mixes versions."""
     sections: dict[str, dict[str, Any]] = {}
     for g in groups:
-        sec = sections.setdefault(g.protocol.label, {"protocol": g.protocol.label, "groups": [],
-                                                     "metrics": [m for m in metrics if m in g.stats]})
+        sec = sections.setdefault(
+            g.protocol.label,
+            {"protocol": g.protocol.label, "groups": [], "metrics": [m for m in metrics if m in g.stats]},
+        )
         for m in g.stats:
             if m not in sec["metrics"]:
                 sec["metrics"].append(m)
         sec["groups"].append(g)
     out = []
     for sec in sections.values():
-        out.append({
-            "protocol": sec["protocol"], "metrics": sec["metrics"],
-            "rows": [{"method": g.method, "variant": g.variant, "arch": g.arch, "n": len(g.records),
-                      "detail": detail_href(root, g),
-                      "cells": [(fmt.stat(g.stats.get(m)), round(g.stats[m].mean, 4) if m in g.stats else "")
-                                for m in sec["metrics"]]}
-                     for g in sec["groups"]],
-        })
+        out.append(
+            {
+                "protocol": sec["protocol"],
+                "metrics": sec["metrics"],
+                "rows": [
+                    {
+                        "method": g.method,
+                        "variant": g.variant,
+                        "arch": g.arch,
+                        "n": len(g.records),
+                        "detail": detail_href(root, g),
+                        "cells": [
+                            (fmt.stat(g.stats.get(m)), round(g.stats[m].mean, 4) if m in g.stats else "")
+                            for m in sec["metrics"]
+                        ],
+                    }
+                    for g in sec["groups"]
+                ],
+            }
+        )
     return out
 
 
@@ -156,7 +202,8 @@ def runs_html(g: Group, metrics: list[str]) -> Markup:
             f'<td class="num" data-v="{p.wall_s:.0f}">{p.wall_s:.0f}</td><td>{e(p.device)}</td>'
             f'<td><code>{e(git)}</code></td><td class="small">vitbench {e(p.vitbench_version)}, {e(versions)}</td>'
             f'<td><code class="small">{e(p.command)}</code></td><td><code class="small">{e(str(path))}</code></td>'
-            "</tr>")
+            "</tr>"
+        )
     return Markup("".join(out))
 
 
@@ -170,8 +217,10 @@ def probe_card(rec: Record) -> list[tuple[str, str]]:
         ("layers", p.get("layers", p.get("blocks", spec.get("indices")))),
         ("pooling", p.get("pooling", spec.get("global_pool"))),
         ("resolution", p.get("resolution", dc.get("input_size"))),
-        ("normalisation", {"mean": dc["mean"], "std": dc["std"]} if "mean" in dc and "std" in dc
-         else p.get("normalisation")),
+        (
+            "normalisation",
+            {"mean": dc["mean"], "std": dc["std"]} if "mean" in dc and "std" in dc else p.get("normalisation"),
+        ),
         ("interpolation", dc.get("interpolation")),
         ("neck", p.get("neck")),
         ("head", p.get("head")),
@@ -191,29 +240,54 @@ def group_view(g: Group, table: TaskTable | None) -> dict[str, Any]:
     summary = []
     for m in metrics:
         c = row.cells.get(m) if row else None
-        summary.append({
-            "metric": m, "stat": fmt.stat(g.stats.get(m)),
-            "reported": fmt.value(c.reported.value) if c and c.reported else "",
-            "delta": fmt.delta(c.delta) if c else "", "verdict": c.verdict if c else "",
-            "cls": ("within" if c and c.verdict == WITHIN else f"outside {c.direction}" if c and c.verdict == OUTSIDE
-                    else ""),
-        })
+        summary.append(
+            {
+                "metric": m,
+                "stat": fmt.stat(g.stats.get(m)),
+                "reported": fmt.value(c.reported.value) if c and c.reported else "",
+                "delta": fmt.delta(c.delta) if c else "",
+                "verdict": c.verdict if c else "",
+                "cls": (
+                    "within"
+                    if c and c.verdict == WITHIN
+                    else f"outside {c.direction}"
+                    if c and c.verdict == OUTSIDE
+                    else ""
+                ),
+            }
+        )
     lr = first.weights.load_report
     return {
-        "anchor": g.anchor, "method": g.method, "variant": g.variant, "arch": g.arch, "track": g.track,
-        "status": g.status, "protocol": g.protocol.label, "seeds": g.seeds, "summary": summary,
+        "anchor": g.anchor,
+        "method": g.method,
+        "variant": g.variant,
+        "arch": g.arch,
+        "track": g.track,
+        "status": g.status,
+        "protocol": g.protocol.label,
+        "seeds": g.seeds,
+        "summary": summary,
         "probe": probe_card(first),
         "probe_varies": any(r.probe != first.probe for r in g.records[1:]),
         "probe_json": _compact(first.probe),
         "weights": sorted({(r.weights.source, r.weights.sha256 or "", r.weights.file_name or "") for r in g.records}),
-        "load_report": [] if lr is None else [
+        "load_report": []
+        if lr is None
+        else [
             ("checkpoint key", lr.checkpoint_key or "(flat state dict)"),
-            ("stripped prefixes", ", ".join(lr.stripped_prefixes)), ("keys matched", str(lr.matched)),
-            ("dropped", ", ".join(lr.dropped)), ("converted", "; ".join(lr.converted)),
-            ("missing (allowed)", ", ".join(lr.missing_allowed))],
-        "dataset": [("name", first.dataset.name), ("split", first.dataset.split),
-                    ("fingerprint", first.dataset.fingerprint), ("samples", str(first.dataset.n_samples)),
-                    ("skipped", _compact(first.dataset.skipped) if first.dataset.skipped else "")],
+            ("stripped prefixes", ", ".join(lr.stripped_prefixes)),
+            ("keys matched", str(lr.matched)),
+            ("dropped", ", ".join(lr.dropped)),
+            ("converted", "; ".join(lr.converted)),
+            ("missing (allowed)", ", ".join(lr.missing_allowed)),
+        ],
+        "dataset": [
+            ("name", first.dataset.name),
+            ("split", first.dataset.split),
+            ("fingerprint", first.dataset.fingerprint),
+            ("samples", str(first.dataset.n_samples)),
+            ("skipped", _compact(first.dataset.skipped) if first.dataset.skipped else ""),
+        ],
         "dataset_varies": len({r.dataset.fingerprint for r in g.records}) > 1,
         "config": _compact(first.protocol.config),
         "metrics": metrics,
@@ -226,17 +300,29 @@ def paper_rows(paper: Paper, tables: dict[str, TaskTable]) -> list[dict[str, Any
     out = []
     for rr in paper.rows:
         t = tables.get(rr.task)
-        row = next((r for r in t.rows if (r.method, r.variant, r.setting) == (rr.method, rr.variant, rr.setting)),
-                   None) if t else None
+        row = (
+            next((r for r in t.rows if (r.method, r.variant, r.setting) == (rr.method, rr.variant, rr.setting)), None)
+            if t
+            else None
+        )
         cell = row.cells.get(rr.metric) if row else None
         ours = ""
         if cell is not None and cell.stat is not None:
             ours = fmt.stat(cell.stat) + (f", Δ {fmt.delta(cell.delta)}" if cell.delta is not None else "")
-        out.append({
-            "row": rr, "value": fmt.value(rr.value), "ours": ours,
-            "ours_v": round(cell.stat.mean, 4) if cell is not None and cell.stat is not None else "",
-            "cls": ("within" if cell and cell.verdict == WITHIN else
-                    f"outside {cell.direction}" if cell and cell.verdict == OUTSIDE else ""),
-            "none": "not compared (setting)" if rr.setting else "not yet reproduced",
-        })
+        out.append(
+            {
+                "row": rr,
+                "value": fmt.value(rr.value),
+                "ours": ours,
+                "ours_v": round(cell.stat.mean, 4) if cell is not None and cell.stat is not None else "",
+                "cls": (
+                    "within"
+                    if cell and cell.verdict == WITHIN
+                    else f"outside {cell.direction}"
+                    if cell and cell.verdict == OUTSIDE
+                    else ""
+                ),
+                "none": "not compared (setting)" if rr.setting else "not yet reproduced",
+            }
+        )
     return out

@@ -19,9 +19,21 @@ if TYPE_CHECKING:
     from methods.base import DataConfig, Encoder, EncoderSpec, MethodAdapter, Paper, Variant
 
 __all__ = [
-    "CheckpointError", "DataConfig", "Encoder", "EncoderSpec", "MethodAdapter", "Paper", "UnknownNameError",
-    "UnsafeCheckpointError", "Variant", "VitbenchError", "build_encoder", "get_adapter", "list_methods",
-    "parse_method", "register",
+    "CheckpointError",
+    "DataConfig",
+    "Encoder",
+    "EncoderSpec",
+    "MethodAdapter",
+    "Paper",
+    "UnknownNameError",
+    "UnsafeCheckpointError",
+    "Variant",
+    "VitbenchError",
+    "build_encoder",
+    "get_adapter",
+    "list_methods",
+    "parse_method",
+    "register",
 ]
 _LAZY = {"DataConfig", "Encoder", "EncoderSpec", "MethodAdapter", "Paper", "Variant"}
 

@@ -184,7 +184,11 @@ class Encoder(nn.Module):
         if self.spec.family == "vit":
             with_prefix = self.spec.num_prefix_tokens > 0  # timm returns bare tensors when there are none
             outs = self.model.forward_intermediates(
-                x, indices=list(blocks), norm=True, output_fmt="NLC", return_prefix_tokens=with_prefix,
+                x,
+                indices=list(blocks),
+                norm=True,
+                output_fmt="NLC",
+                return_prefix_tokens=with_prefix,
                 intermediates_only=True,
             )
             patches = [o[0] for o in outs] if with_prefix else outs  # each [B, N, d]
@@ -197,8 +201,10 @@ class Encoder(nn.Module):
         outs = self.model.forward_intermediates(x, indices=list(blocks), output_fmt="NCHW", intermediates_only=True)
         widths = {o.shape[1] for o in outs}
         if len(widths) > 1:
-            raise ValueError(f"forward_probe: stages {list(blocks)} differ in width {sorted(widths)}; "
-                             "request stages of one width at a time")
+            raise ValueError(
+                f"forward_probe: stages {list(blocks)} differ in width {sorted(widths)}; "
+                "request stages of one width at a time"
+            )
         avg = torch.stack([o.mean(dim=(2, 3)) for o in outs], dim=1)
         return avg, avg
 
@@ -267,8 +273,9 @@ class MethodAdapter:
         """Turn the authors' key layout into timm's. Return the new dict and one line per conversion done."""
         return sd, []
 
-    def load_weights(self, model: nn.Module, head: nn.Module | None, ckpt: Any, variant: Variant,
-                     path: Path | str) -> LoadReport:
+    def load_weights(
+        self, model: nn.Module, head: nn.Module | None, ckpt: Any, variant: Variant, path: Path | str
+    ) -> LoadReport:
         """Select, strip, drop, convert and strictly load the checkpoint into ``model`` (and ``head``)."""
         sd, key = select_state_dict(ckpt, variant.checkpoint_keys, path)
         sd, used = strip_prefixes(sd, variant.strip_prefixes)
@@ -277,8 +284,15 @@ class MethodAdapter:
         report.converted += resample_pos_embed(sd, model, getattr(model, "num_prefix_tokens", 0))
         head_sd = {k: v for k, v in sd.items() if k.startswith("global_head.")}
         sd = {k: v for k, v in sd.items() if not k.startswith("global_head.")}
-        load_strict(model, sd, drop=variant.drop, allow_missing=variant.allow_missing, path=path,
-                    what=f"{self.name}:{variant.name} ({variant.arch})", report=report)
+        load_strict(
+            model,
+            sd,
+            drop=variant.drop,
+            allow_missing=variant.allow_missing,
+            path=path,
+            what=f"{self.name}:{variant.name} ({variant.arch})",
+            report=report,
+        )
         if head is not None:  # after the backbone, whose errors say more about a wrong file
             wrapped = nn.ModuleDict({"global_head": head})
             load_strict(wrapped, head_sd, path=path, what=f"{self.name}:{variant.name} head", report=report)
@@ -372,11 +386,22 @@ class MethodAdapter:
         return {
             "name": self.name,
             "lane": self.lane,
-            "paper": {"title": self.paper.title, "arxiv": self.paper.arxiv, "code_url": self.paper.code_url,
-                      "venue": self.paper.venue},
+            "paper": {
+                "title": self.paper.title,
+                "arxiv": self.paper.arxiv,
+                "code_url": self.paper.code_url,
+                "venue": self.paper.venue,
+            },
             "variants": [
-                {"name": v.name, "arch": v.arch, "weights_url": v.weights_url, "sha256": v.sha256,
-                 "license": v.license, "released": v.released, "notes": v.notes}
+                {
+                    "name": v.name,
+                    "arch": v.arch,
+                    "weights_url": v.weights_url,
+                    "sha256": v.sha256,
+                    "license": v.license,
+                    "released": v.released,
+                    "notes": v.notes,
+                }
                 for v in self.variants
             ],
         }

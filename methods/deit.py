@@ -12,8 +12,10 @@ from __future__ import annotations
 from methods.base import MethodAdapter, Paper, Variant, with_variant
 
 _URL = "https://dl.fbaipublicfiles.com/deit/{}.pth"
-_NOTE = ("sha256 not published; the file name carries torch.hub's check_hash prefix {} (first 8 hex digits of the "
-         "sha256, verified by hubconf's check_hash=True)")
+_NOTE = (
+    "sha256 not published; the file name carries torch.hub's check_hash prefix {} (first 8 hex digits of the "
+    "sha256, verified by hubconf's check_hash=True)"
+)
 _DEITS16 = Variant(
     name="deits16",
     arch="deit_small_patch16_224",
@@ -37,8 +39,12 @@ class DeiT(MethodAdapter):
     )
     variants = (
         _DEITS16,
-        with_variant(_DEITS16, name="deitb16", arch="deit_base_patch16_224",
-                     weights_url=_URL.format("deit_base_patch16_224-b5f2ef4d"),
-                     file_name="deit_base_patch16_224-b5f2ef4d.pth",
-                     notes=_NOTE.format("b5f2ef4d") + "; the backdoor paper's (arXiv 2206.08477) victim"),
+        with_variant(
+            _DEITS16,
+            name="deitb16",
+            arch="deit_base_patch16_224",
+            weights_url=_URL.format("deit_base_patch16_224-b5f2ef4d"),
+            file_name="deit_base_patch16_224-b5f2ef4d.pth",
+            notes=_NOTE.format("b5f2ef4d") + "; the backdoor paper's (arXiv 2206.08477) victim",
+        ),
     )

@@ -34,13 +34,35 @@ class Dino(MethodAdapter):
     )
     variants = (
         _VITS16,
-        with_variant(_VITS16, name="vits8", arch="vit_small_patch8_224",
-                     weights_url=_URL.format("dino_deitsmall8_pretrain"), file_name="dino_deitsmall8_pretrain.pth"),
-        with_variant(_VITS16, name="vitb16", arch="vit_base_patch16_224",
-                     weights_url=_URL.format("dino_vitbase16_pretrain"), file_name="dino_vitbase16_pretrain.pth"),
-        with_variant(_VITS16, name="vitb8", arch="vit_base_patch8_224",
-                     weights_url=_URL.format("dino_vitbase8_pretrain"), file_name="dino_vitbase8_pretrain.pth"),
+        with_variant(
+            _VITS16,
+            name="vits8",
+            arch="vit_small_patch8_224",
+            weights_url=_URL.format("dino_deitsmall8_pretrain"),
+            file_name="dino_deitsmall8_pretrain.pth",
+        ),
+        with_variant(
+            _VITS16,
+            name="vitb16",
+            arch="vit_base_patch16_224",
+            weights_url=_URL.format("dino_vitbase16_pretrain"),
+            file_name="dino_vitbase16_pretrain.pth",
+        ),
+        with_variant(
+            _VITS16,
+            name="vitb8",
+            arch="vit_base_patch8_224",
+            weights_url=_URL.format("dino_vitbase8_pretrain"),
+            file_name="dino_vitbase8_pretrain.pth",
+        ),
         # torchvision ResNet-50 names equal timm's; the backbone-only file has no fc (timm's is Identity here).
-        with_variant(_VITS16, name="rn50", arch="resnet50", weights_url=_URL.format("dino_resnet50_pretrain"),
-                     file_name="dino_resnet50_pretrain.pth", drop=("head.*", "fc.*"), dense_indices=(1, 2, 3, 4)),
+        with_variant(
+            _VITS16,
+            name="rn50",
+            arch="resnet50",
+            weights_url=_URL.format("dino_resnet50_pretrain"),
+            file_name="dino_resnet50_pretrain.pth",
+            drop=("head.*", "fc.*"),
+            dense_indices=(1, 2, 3, 4),
+        ),
     )

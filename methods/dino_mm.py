@@ -21,8 +21,10 @@ from torch.nn import functional as F
 from methods.base import MethodAdapter, Paper, Variant
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12", "VH", "VV")
-_SCALING = ("per band: uint8 from [mean - 2 std, mean + 2 std] (S1 first clipped to its 1-99 % quantiles), then /255; "
-            "no mean/std normalisation; a missing modality is fed as zeros")
+_SCALING = (
+    "per band: uint8 from [mean - 2 std, mean + 2 std] (S1 first clipped to its 1-99 % quantiles), then /255; "
+    "no mean/std normalisation; a missing modality is fed as zeros"
+)
 
 
 class DinoMM(MethodAdapter):
@@ -44,10 +46,16 @@ class DinoMM(MethodAdapter):
             checkpoint_keys=("teacher",),
             strip_prefixes=("module.", "backbone."),
             drop=("head.*",),
-            data_config={"mean": (0.0,) * len(BANDS), "std": (1.0,) * len(BANDS), "crop_pct": 112 / 128,
-                         "interpolation": "bicubic", "band_order": BANDS, "notes": _SCALING},
+            data_config={
+                "mean": (0.0,) * len(BANDS),
+                "std": (1.0,) * len(BANDS),
+                "crop_pct": 112 / 128,
+                "interpolation": "bicubic",
+                "band_order": BANDS,
+                "notes": _SCALING,
+            },
             notes="14 bands (S2 x12 without B10, then S1 VH, VV) at 112 px; pos_embed 28x28 -> 14x14 at load with "
-                  "DINO's interpolation; sha256 not published",
+            "DINO's interpolation; sha256 not published",
         ),
     )
 
@@ -62,5 +70,7 @@ class DinoMM(MethodAdapter):
         patch = F.interpolate(patch, scale_factor=((grid + 0.1) / side,) * 2, mode="bicubic")
         patch = patch.permute(0, 2, 3, 1).reshape(1, grid * grid, -1).to(pos.dtype)
         sd = {**sd, "pos_embed": torch.cat([pos[:, :1], patch], dim=1)}
-        return sd, [f"pos_embed {list(pos.shape)} -> {list(sd['pos_embed'].shape)} (DINO bicubic interpolation "
-                    f"for {grid * 8} px, no antialias)"]
+        return sd, [
+            f"pos_embed {list(pos.shape)} -> {list(sd['pos_embed'].shape)} (DINO bicubic interpolation "
+            f"for {grid * 8} px, no antialias)"
+        ]

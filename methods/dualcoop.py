@@ -76,13 +76,22 @@ _RN50 = Variant(
     checkpoint_keys=("state_dict",),
     strip_prefixes=("module.",),
     # CLIP's text tower and the scalars OpenAI's archive carries (clip.build_model deletes the last three).
-    drop=("transformer.*", "token_embedding.*", "ln_final.*", "positional_embedding", "text_projection",
-          "logit_scale", "input_resolution", "context_length", "vocab_size"),
+    drop=(
+        "transformer.*",
+        "token_embedding.*",
+        "ln_final.*",
+        "positional_embedding",
+        "text_projection",
+        "logit_scale",
+        "input_resolution",
+        "context_length",
+        "vocab_size",
+    ),
     dense_indices=(1, 2, 3, 4),  # timm's feature_info: 0 = stem (stride 2), 1..4 = stages (strides 4..32)
     data_config={"mean": OPENAI_CLIP_MEAN, "std": OPENAI_CLIP_STD, "crop_pct": 1.0},  # CLIP: Resize + CenterCrop
     notes="DualCoOp's zero-shot backbone (COCO 48/17, NUS-WIDE; 224 px, 64+64 context tokens). No DualCoOp "
-          "weights are released: these are OpenAI CLIP's. forward_global = attnpool incl. c_proj (1024-d); "
-          "DualCoOp's region features = c_proj(v_proj(stage4 + pos)) per location, no attention (module doc).",
+    "weights are released: these are OpenAI CLIP's. forward_global = attnpool incl. c_proj (1024-d); "
+    "DualCoOp's region features = c_proj(v_proj(stage4 + pos)) per location, no attention (module doc).",
 )
 
 
@@ -97,12 +106,19 @@ class DualCoOp(MethodAdapter):
     lane = "multimodal"
     variants = (
         _RN50,
-        with_variant(_RN50, name="rn101", arch="resnet101_clip", model_kwargs={"num_classes": 512},
-                     weights_url=_OPENAI.format(_RN101_SHA, "RN101"), sha256=_RN101_SHA, file_name="RN101.pt",
-                     notes="DualCoOp's partial-label backbone (MS-COCO 2014, VOC2007; trained at 448 px, the "
-                           "attention pool's 7x7 pos embed resampled bicubically). No DualCoOp weights are released: "
-                           "these are OpenAI CLIP's. forward_global = attnpool incl. c_proj (512-d); DualCoOp's "
-                           "region features = c_proj(v_proj(stage4 + pos)) per location, no attention (module doc)."),
+        with_variant(
+            _RN50,
+            name="rn101",
+            arch="resnet101_clip",
+            model_kwargs={"num_classes": 512},
+            weights_url=_OPENAI.format(_RN101_SHA, "RN101"),
+            sha256=_RN101_SHA,
+            file_name="RN101.pt",
+            notes="DualCoOp's partial-label backbone (MS-COCO 2014, VOC2007; trained at 448 px, the "
+            "attention pool's 7x7 pos embed resampled bicubically). No DualCoOp weights are released: "
+            "these are OpenAI CLIP's. forward_global = attnpool incl. c_proj (512-d); DualCoOp's "
+            "region features = c_proj(v_proj(stage4 + pos)) per location, no attention (module doc).",
+        ),
     )
 
     def create_global_head(self, variant: Variant, model: nn.Module) -> nn.Module:

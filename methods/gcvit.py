@@ -42,8 +42,10 @@ _HF = "https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_{}.pth.tar"  # 
 def _notes(top1: str, earlier: str = "", prefix: str = "") -> str:
     """Which README version a number belongs to: the weights changed several times under the same names."""
     older = f"; older README tables ({earlier}) describe earlier releases" if earlier else ""
-    return (f"{prefix}HF gcvit_1k_*.pth.tar = NVlabs' 2023-05-21 IN-1k release: README table of 2023-05, top-1 {top1} "
-            f"(models/gc_vit.py cfgs point at HF instead of that release's Drive links since 2023-07-22){older}")
+    return (
+        f"{prefix}HF gcvit_1k_*.pth.tar = NVlabs' 2023-05-21 IN-1k release: README table of 2023-05, top-1 {top1} "
+        f"(models/gc_vit.py cfgs point at HF instead of that release's Drive links since 2023-07-22){older}"
+    )
 
 
 _BUILT = "arch not in timm: timm's GlobalContextVit class with NVlabs' gc_vit_{} config. "
@@ -55,11 +57,17 @@ _NOT_IN_TIMM = {
 }
 
 # The conv stack NVlabs' ReduceSize and FeatExtract share -> timm's MbConvBlock (dw 3x3, GELU, SE, pw 1x1).
-_MBCONV = {"conv.0.weight": "conv_dw.weight", "conv.2.fc.0.weight": "se.fc1.weight",
-           "conv.2.fc.2.weight": "se.fc2.weight", "conv.3.weight": "conv_pw.weight"}
+_MBCONV = {
+    "conv.0.weight": "conv_dw.weight",
+    "conv.2.fc.0.weight": "se.fc1.weight",
+    "conv.2.fc.2.weight": "se.fc2.weight",
+    "conv.3.weight": "conv_pw.weight",
+}
 _REDUCE_OWN = ("reduction.weight", "norm1.weight", "norm1.bias", "norm2.weight", "norm2.bias")
-_BLOCK = re.compile(r"levels\.(\d+)\.blocks\.(\d+)\.(norm[12]\.(?:weight|bias)|attn\.(?:qkv|proj)\.(?:weight|bias)"
-                    r"|mlp\.fc[12]\.(?:weight|bias)|attn\.relative_position_bias_table|gamma[12])$")
+_BLOCK = re.compile(
+    r"levels\.(\d+)\.blocks\.(\d+)\.(norm[12]\.(?:weight|bias)|attn\.(?:qkv|proj)\.(?:weight|bias)"
+    r"|mlp\.fc[12]\.(?:weight|bias)|attn\.relative_position_bias_table|gamma[12])$"
+)
 
 
 def _mbconv(suffix: str, v: torch.Tensor, key: str) -> tuple[str, torch.Tensor]:
@@ -105,7 +113,8 @@ def convert_nvlabs(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
     if any(re.match(r"levels\.\d+\.to_q_global\.", k) for k in sd):
         raise CheckpointError(
             "GC ViT: this file has NVlabs' 2022-06 (v1) layout (levels.N.to_q_global): that code built the global "
-            "query with a different tensor layout than later NVlabs code and timm, so it cannot be loaded faithfully")
+            "query with a different tensor layout than later NVlabs code and timm, so it cannot be loaded faithfully"
+        )
     last = max(int(m[1]) for k in sd if (m := re.match(r"levels\.(\d+)\.", k)))
     out: dict[str, torch.Tensor] = {}
     lines: dict[str, int] = {}
@@ -175,28 +184,66 @@ class GCViT(MethodAdapter):
     lane = "supervised"
     variants = (
         _XXTINY,
-        with_variant(_XXTINY, name="xtiny", arch="gcvit_xtiny", weights_url=_HF.format("xtiny"),
-                     file_name="gcvit_1k_xtiny.pth.tar", data_config={"crop_pct": 0.875},
-                     notes=_notes("82.0", "2022-07: 81.95, 2022-08: 82.04")),
-        with_variant(_XXTINY, name="tiny", arch="gcvit_tiny", weights_url=_HF.format("tiny"),
-                     file_name="gcvit_1k_tiny.pth.tar",
-                     notes=_notes("83.5", "2022-06: 83.2, 2022-07: 83.37, 2022-08: 83.40")),
-        with_variant(_XXTINY, name="small", arch="gcvit_small", weights_url=_HF.format("small"),
-                     file_name="gcvit_1k_small.pth.tar", data_config={"crop_pct": 0.875},
-                     notes=_notes("84.3", "2022-06: 83.9, 2022-07: 83.90, 2022-08: 83.95")),
-        with_variant(_XXTINY, name="base", arch="gcvit_base", weights_url=_HF.format("base"),
-                     file_name="gcvit_1k_base.pth.tar",
-                     notes=_notes("85.0", "2022-06: 84.4, 2022-07/08: 84.47")),
-        with_variant(_XXTINY, name="tiny2", arch="gcvit_tiny2", weights_url=_HF.format("tiny2"),
-                     file_name="gcvit_1k_tiny2.pth.tar", data_config={"crop_pct": 0.875},
-                     notes=_notes("83.7", "2023-02: 83.7", prefix=_BUILT.format("tiny2"))),
-        with_variant(_XXTINY, name="small2", arch="gcvit_small2", weights_url=_HF.format("small2"),
-                     file_name="gcvit_1k_small2.pth.tar", data_config={"crop_pct": 0.875},
-                     notes=_notes("84.8", "2023-02: 84.7", prefix=_BUILT.format("small2"))),
-        with_variant(_XXTINY, name="large", arch="gcvit_large", weights_url=_HF.format("large"),
-                     file_name="gcvit_1k_large.pth.tar",
-                     notes=_notes("85.7", "2022-11: 84.63, 2023-01: 84.8, 2023-02: 85.6",
-                                  prefix=_BUILT.format("large"))),
+        with_variant(
+            _XXTINY,
+            name="xtiny",
+            arch="gcvit_xtiny",
+            weights_url=_HF.format("xtiny"),
+            file_name="gcvit_1k_xtiny.pth.tar",
+            data_config={"crop_pct": 0.875},
+            notes=_notes("82.0", "2022-07: 81.95, 2022-08: 82.04"),
+        ),
+        with_variant(
+            _XXTINY,
+            name="tiny",
+            arch="gcvit_tiny",
+            weights_url=_HF.format("tiny"),
+            file_name="gcvit_1k_tiny.pth.tar",
+            notes=_notes("83.5", "2022-06: 83.2, 2022-07: 83.37, 2022-08: 83.40"),
+        ),
+        with_variant(
+            _XXTINY,
+            name="small",
+            arch="gcvit_small",
+            weights_url=_HF.format("small"),
+            file_name="gcvit_1k_small.pth.tar",
+            data_config={"crop_pct": 0.875},
+            notes=_notes("84.3", "2022-06: 83.9, 2022-07: 83.90, 2022-08: 83.95"),
+        ),
+        with_variant(
+            _XXTINY,
+            name="base",
+            arch="gcvit_base",
+            weights_url=_HF.format("base"),
+            file_name="gcvit_1k_base.pth.tar",
+            notes=_notes("85.0", "2022-06: 84.4, 2022-07/08: 84.47"),
+        ),
+        with_variant(
+            _XXTINY,
+            name="tiny2",
+            arch="gcvit_tiny2",
+            weights_url=_HF.format("tiny2"),
+            file_name="gcvit_1k_tiny2.pth.tar",
+            data_config={"crop_pct": 0.875},
+            notes=_notes("83.7", "2023-02: 83.7", prefix=_BUILT.format("tiny2")),
+        ),
+        with_variant(
+            _XXTINY,
+            name="small2",
+            arch="gcvit_small2",
+            weights_url=_HF.format("small2"),
+            file_name="gcvit_1k_small2.pth.tar",
+            data_config={"crop_pct": 0.875},
+            notes=_notes("84.8", "2023-02: 84.7", prefix=_BUILT.format("small2")),
+        ),
+        with_variant(
+            _XXTINY,
+            name="large",
+            arch="gcvit_large",
+            weights_url=_HF.format("large"),
+            file_name="gcvit_1k_large.pth.tar",
+            notes=_notes("85.7", "2022-11: 84.63, 2023-01: 84.8, 2023-02: 85.6", prefix=_BUILT.format("large")),
+        ),
     )
 
     def create_model(self, variant: Variant) -> nn.Module:

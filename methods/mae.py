@@ -39,8 +39,20 @@ class MAE(MethodAdapter):
     )
     variants = (
         _VITB16,
-        with_variant(_VITB16, name="vitl16", arch="vit_large_patch16_224", weights_url=_URL.format("large"),
-                     file_name="mae_pretrain_vit_large.pth", notes=_NOTE.format("b8b06e")),
-        with_variant(_VITB16, name="vith14", arch="vit_huge_patch14_224", weights_url=_URL.format("huge"),
-                     file_name="mae_pretrain_vit_huge.pth", notes=_NOTE.format("9bdbb0")),
+        with_variant(
+            _VITB16,
+            name="vitl16",
+            arch="vit_large_patch16_224",
+            weights_url=_URL.format("large"),
+            file_name="mae_pretrain_vit_large.pth",
+            notes=_NOTE.format("b8b06e"),
+        ),
+        with_variant(
+            _VITB16,
+            name="vith14",
+            arch="vit_huge_patch14_224",
+            weights_url=_URL.format("huge"),
+            file_name="mae_pretrain_vit_huge.pth",
+            notes=_NOTE.format("9bdbb0"),
+        ),
     )

@@ -40,8 +40,14 @@ class MFM(MethodAdapter):
     )
     variants = (
         _VITB16,
-        with_variant(_VITB16, name="rn50", arch="resnet50", model_kwargs={}, dense_indices=(1, 2, 3, 4),
-                     notes="Google Drive only (no stable URL, no sha256); MFM ResNet-50 300-epoch file"),
+        with_variant(
+            _VITB16,
+            name="rn50",
+            arch="resnet50",
+            model_kwargs={},
+            dense_indices=(1, 2, 3, 4),
+            notes="Google Drive only (no stable URL, no sha256); MFM ResNet-50 300-epoch file",
+        ),
     )
 
     def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:

@@ -37,7 +37,13 @@ class MoCoV3(MethodAdapter):
     )
     variants = (
         _VITS16,
-        with_variant(_VITS16, name="vitb16", arch="vit_base_patch16_224", model_kwargs={},
-                     weights_url=_URL.format("vit-b-300ep"), file_name="vit-b-300ep.pth.tar",
-                     notes="sha256 not published"),
+        with_variant(
+            _VITS16,
+            name="vitb16",
+            arch="vit_base_patch16_224",
+            model_kwargs={},
+            weights_url=_URL.format("vit-b-300ep"),
+            file_name="vit-b-300ep.pth.tar",
+            notes="sha256 not published",
+        ),
     )

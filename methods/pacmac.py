@@ -35,6 +35,11 @@ class PACMAC(MethodAdapter):
     )
     variants = (
         _MAE,
-        with_variant(_MAE, name="vitb16-dino", checkpoint_keys=("teacher",), drop=("head.*",),
-                     notes=_NOTE.format("DINO, 200 epochs") + "; layout assumed from DINO's main_dino.py"),
+        with_variant(
+            _MAE,
+            name="vitb16-dino",
+            checkpoint_keys=("teacher",),
+            drop=("head.*",),
+            notes=_NOTE.format("DINO, 200 epochs") + "; layout assumed from DINO's main_dino.py",
+        ),
     )

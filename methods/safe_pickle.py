@@ -48,9 +48,17 @@ def _torch_globals() -> dict[str, Any]:
         "torch.nn.parameter.Parameter": torch.nn.Parameter,
         "torch._tensor._rebuild_from_type_v2": torch._tensor._rebuild_from_type_v2,
     }
-    for name in ("_rebuild_tensor", "_rebuild_tensor_v2", "_rebuild_tensor_v3", "_rebuild_parameter",
-                 "_rebuild_parameter_with_state", "_rebuild_sparse_tensor", "_rebuild_device_tensor_from_numpy",
-                 "_rebuild_meta_tensor_no_storage", "_rebuild_wrapper_subclass"):
+    for name in (
+        "_rebuild_tensor",
+        "_rebuild_tensor_v2",
+        "_rebuild_tensor_v3",
+        "_rebuild_parameter",
+        "_rebuild_parameter_with_state",
+        "_rebuild_sparse_tensor",
+        "_rebuild_device_tensor_from_numpy",
+        "_rebuild_meta_tensor_no_storage",
+        "_rebuild_wrapper_subclass",
+    ):
         if hasattr(_utils, name):
             allowed[f"torch._utils.{name}"] = getattr(_utils, name)
     for name in dir(torch):  # dtypes (torch.float16, ...) and legacy typed storages (torch.FloatStorage, ...)

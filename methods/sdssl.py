@@ -34,7 +34,7 @@ class SDSSL(MethodAdapter):
             checkpoint_keys=("state_dict",),
             drop=("student.*", "teacher.*"),  # the other branch, projectors and predictors
             notes="no public weights; loads a Lightning checkpoint of pl_train_*.py (teacher.net.* = the momentum "
-                  "encoder, else student.net.* for SD-SimCLR); layout read from the code, not from a released file",
+            "encoder, else student.net.* for SD-SimCLR); layout read from the code, not from a released file",
         ),
     )
 

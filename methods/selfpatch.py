@@ -93,6 +93,7 @@ class SelfPatch(MethodAdapter):
     def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:
         if not any(k.startswith("ca_head.") for k in sd):
             return sd, []
-        renamed = {("global_head." + k.removeprefix("ca_head.") if k.startswith("ca_head.") else k): v
-                   for k, v in sd.items()}
+        renamed = {
+            ("global_head." + k.removeprefix("ca_head.") if k.startswith("ca_head.") else k): v for k, v in sd.items()
+        }
         return renamed, ["ca_head.* -> global_head.* (class-attention head used by forward_global)"]

@@ -37,7 +37,12 @@ class SemMAE(MethodAdapter):
     )
     variants = (
         _VITB16,
-        with_variant(_VITB16, name="vitb8", arch="vit_base_patch8_224", model_kwargs={"img_size": 112},
-                     notes="img_size=112 as SemMAE defines ViT-B/8; 800-epoch pretrained file on Google Drive only "
-                           "(README md5 prefix 322b6a; no sha256); pass --weights PATH"),
+        with_variant(
+            _VITB16,
+            name="vitb8",
+            arch="vit_base_patch8_224",
+            model_kwargs={"img_size": 112},
+            notes="img_size=112 as SemMAE defines ViT-B/8; 800-epoch pretrained file on Google Drive only "
+            "(README md5 prefix 322b6a; no sha256); pass --weights PATH",
+        ),
     )

@@ -15,8 +15,10 @@ from __future__ import annotations
 import methods.archs.sgt  # noqa: F401  (registers sgt_vit_small_patch16_224 with timm)
 from methods.base import MethodAdapter, Paper, Variant, with_variant
 
-_NOTES = ("no public code or weights; architecture assumed from the abstract + the authors' EG-ViT code (ViT-S/16, "
-          "top 64/196 salient patches, blocks 0-10 masked, residual re-join + block 11 over all patches)")
+_NOTES = (
+    "no public code or weights; architecture assumed from the abstract + the authors' EG-ViT code (ViT-S/16, "
+    "top 64/196 salient patches, blocks 0-10 masked, residual re-join + block 11 over all patches)"
+)
 
 _VITS16 = Variant(
     name="vits16",
@@ -42,7 +44,11 @@ class SGT(MethodAdapter):
     )
     variants = (
         _VITS16,
-        with_variant(_VITS16, name="vits16-sr", model_kwargs={"saliency_model": "spectral_residual"},
-                     notes=_NOTES + "; saliency = spectral residual (Hou & Zhang 2007) of the input, a stand-in for "
-                                    "the paper's unspecified saliency model"),
+        with_variant(
+            _VITS16,
+            name="vits16-sr",
+            model_kwargs={"saliency_model": "spectral_residual"},
+            notes=_NOTES + "; saliency = spectral residual (Hou & Zhang 2007) of the input, a stand-in for "
+            "the paper's unspecified saliency model",
+        ),
     )

@@ -17,9 +17,11 @@ import methods.archs.spvit as arch  # registers the timm names
 from methods.base import MethodAdapter, Paper, Variant, with_variant
 from methods.errors import CheckpointError
 
-_NOTES = ("weights: GitHub release assets (github.com/ZhouYuxuanYX/SP-ViT/releases/tag/download), file names not "
-          "recorded here, so pass --weights PATH; forward_global = normalised CLS token (input of `head`); blocks "
-          "before local_up_to_layer carry no CLS token, so per-block probes there see the learned cls_token")
+_NOTES = (
+    "weights: GitHub release assets (github.com/ZhouYuxuanYX/SP-ViT/releases/tag/download), file names not "
+    "recorded here, so pass --weights PATH; forward_global = normalised CLS token (input of `head`); blocks "
+    "before local_up_to_layer carry no CLS token, so per-block probes there see the learned cls_token"
+)
 
 _S = Variant(
     name="s",
@@ -55,11 +57,21 @@ class SPViT(MethodAdapter):
     variants = (
         _S,
         with_variant(_S, name="m", arch="spvit_m", data_config={"crop_pct": 1.0}),
-        with_variant(_S, name="l", arch="spvit_l", data_config={"crop_pct": 1.0},
-                     notes=_NOTES + "; the paper's L (SP-SA in blocks 0-21); a file without SP-SA keys needs l-public"),
-        with_variant(_S, name="l-public", arch="spvit_l_public", data_config={"crop_pct": 1.0},
-                     notes=_NOTES + "; the graph the public code's lvvit_l builds: no SP-SA layer (its `order` path "
-                                    "ignores use_psa), CLS joins at block 22"),
+        with_variant(
+            _S,
+            name="l",
+            arch="spvit_l",
+            data_config={"crop_pct": 1.0},
+            notes=_NOTES + "; the paper's L (SP-SA in blocks 0-21); a file without SP-SA keys needs l-public",
+        ),
+        with_variant(
+            _S,
+            name="l-public",
+            arch="spvit_l_public",
+            data_config={"crop_pct": 1.0},
+            notes=_NOTES + "; the graph the public code's lvvit_l builds: no SP-SA layer (its `order` path "
+            "ignores use_psa), CLS joins at block 22",
+        ),
     )
 
     def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:
@@ -90,7 +102,8 @@ class SPViT(MethodAdapter):
             if old * old + n_prefix != pos.shape[1]:
                 raise CheckpointError(f"pos_embed {list(pos.shape)} is not a square grid (+{n_prefix} CLS slot)")
             sd = dict(sd)
-            sd["pos_embed"] = resample_abs_pos_embed(pos, new_size=[side, side], old_size=[old, old],
-                                                     num_prefix_tokens=n_prefix)
+            sd["pos_embed"] = resample_abs_pos_embed(
+                pos, new_size=[side, side], old_size=[old, old], num_prefix_tokens=n_prefix
+            )
             done.append(f"pos_embed {old}x{old} -> {side}x{side} (bicubic)")
         return sd, done

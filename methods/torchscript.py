@@ -64,9 +64,16 @@ _JIT_HELPERS = {
 
 # Legacy typed-storage classes name the dtype (asking the class itself triggers TypedStorage deprecation warnings).
 _STORAGE_DTYPES = {
-    "HalfStorage": torch.float16, "FloatStorage": torch.float32, "DoubleStorage": torch.float64,
-    "BFloat16Storage": torch.bfloat16, "LongStorage": torch.int64, "IntStorage": torch.int32,
-    "ShortStorage": torch.int16, "CharStorage": torch.int8, "ByteStorage": torch.uint8, "BoolStorage": torch.bool,
+    "HalfStorage": torch.float16,
+    "FloatStorage": torch.float32,
+    "DoubleStorage": torch.float64,
+    "BFloat16Storage": torch.bfloat16,
+    "LongStorage": torch.int64,
+    "IntStorage": torch.int32,
+    "ShortStorage": torch.int16,
+    "CharStorage": torch.int8,
+    "ByteStorage": torch.uint8,
+    "BoolStorage": torch.bool,
 }
 
 
@@ -102,8 +109,10 @@ class _Unpickler(safe_pickle.Unpickler):
 
 def _flatten(obj: ScriptObject, prefix: str, out: dict[str, torch.Tensor]) -> None:
     if not isinstance(obj.state, dict):
-        raise CheckpointError(f"TorchScript object {obj.qualname} ({prefix or '<root>'}) has a custom state; "
-                              "cannot read its tensors without running its code")
+        raise CheckpointError(
+            f"TorchScript object {obj.qualname} ({prefix or '<root>'}) has a custom state; "
+            "cannot read its tensors without running its code"
+        )
     for name, value in obj.state.items():
         if isinstance(value, torch.Tensor):
             out[prefix + name] = value

@@ -13,8 +13,10 @@ from __future__ import annotations
 import methods.archs.vit_vqgan  # noqa: F401  (registers vit_vqgan_*_patch8_256 with timm)
 from methods.base import MethodAdapter, Paper, Variant, with_variant
 
-_NOTES = ("no public code or weights; sizes from the paper's Table 1, block details / learned pos_embed / [-1, 1] "
-          "inputs assumed; features = pre-quantisation encoder output z_e; 32-d lookup, 8192 l2-normalised codes")
+_NOTES = (
+    "no public code or weights; sizes from the paper's Table 1, block details / learned pos_embed / [-1, 1] "
+    "inputs assumed; features = pre-quantisation encoder output z_e; 32-d lookup, 8192 l2-normalised codes"
+)
 
 _SMALL = Variant(
     name="small",
@@ -42,6 +44,10 @@ class ViTVQGAN(MethodAdapter):
     )
     variants = (
         _SMALL,
-        with_variant(_SMALL, name="base", arch="vit_vqgan_base_patch8_256",
-                     notes=_NOTES + "; the Base encoder (12 blocks, 768-d)"),
+        with_variant(
+            _SMALL,
+            name="base",
+            arch="vit_vqgan_base_patch8_256",
+            notes=_NOTES + "; the Base encoder (12 blocks, 768-d)",
+        ),
     )

@@ -218,8 +218,11 @@ def load_strict(
         raise CheckpointError(f"{path}: unexpected keys for {what}: {_names(unexpected)}")
     if missing_bad:
         raise CheckpointError(f"{path}: keys missing for {what}: {_names(missing_bad)}")
-    bad_shapes = [f"{k} {list(v.shape)} in file vs {list(model_sd[k].shape)} in model" for k, v in sd.items()
-                  if v.shape != model_sd[k].shape]
+    bad_shapes = [
+        f"{k} {list(v.shape)} in file vs {list(model_sd[k].shape)} in model"
+        for k, v in sd.items()
+        if v.shape != model_sd[k].shape
+    ]
     if bad_shapes:
         raise CheckpointError(
             f"{path}: checkpoint does not fit {what} (wrong architecture or variant?): {_names(bad_shapes, 3)}"

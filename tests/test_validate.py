@@ -34,8 +34,11 @@ class ToyHarness(Harness):
     protocol_cls = ToyProtocol
     headline = "top1"
     synth_kind = "imagefolder"
-    metrics: ClassVar[dict[str, MetricMeta]] = {"top1": MetricMeta(), "top5": MetricMeta(),
-                                                r"^top1_k\d+$": MetricMeta()}
+    metrics: ClassVar[dict[str, MetricMeta]] = {
+        "top1": MetricMeta(),
+        "top5": MetricMeta(),
+        r"^top1_k\d+$": MetricMeta(),
+    }
 
     def run(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never run here
         raise NotImplementedError
@@ -51,8 +54,15 @@ def lookup(task: str) -> Harness:
 
 def good(track: str = "paper", **changes: Any) -> dict[str, Any]:
     proto = ToyProtocol.smoke() if track == "smoke" else ToyProtocol.paper()
-    rec = make_record("toy-task", "dino", "vits16", 0, {"top1": 74.0, "top1_k10": 73.0}, track=track,
-                      protocol=proto.info().model_dump())
+    rec = make_record(
+        "toy-task",
+        "dino",
+        "vits16",
+        0,
+        {"top1": 74.0, "top1_k10": 73.0},
+        track=track,
+        protocol=proto.info().model_dump(),
+    )
     rec.update(changes)
     return rec
 
@@ -108,8 +118,9 @@ BROKEN = [
 
 
 @pytest.mark.parametrize(("what", "dotted", "value", "field"), BROKEN, ids=[b[0] for b in BROKEN])
-def test_broken_records_are_refused_naming_the_field(tmp_path: Path, what: str, dotted: str, value: Any,
-                                                     field: str) -> None:
+def test_broken_records_are_refused_naming_the_field(
+    tmp_path: Path, what: str, dotted: str, value: Any, field: str
+) -> None:
     rec = _set(good(), dotted, value)
     if dotted.startswith("metrics.") and value is not _DELETE:
         rec["metric_meta"].setdefault(dotted.split(".")[1], {})
@@ -172,8 +183,19 @@ def test_a_record_from_the_real_runner_validates_and_renders(imagefolder: Path, 
     from leaderboard.build import build_site
 
     results = tmp_path / "results"
-    path, rec = run(RunRequest(method="dino:vits16", task="knn", data=imagefolder, weights="random", seed=0,
-                               out=results, smoke=True, progress=False, command="pytest"))
+    path, rec = run(
+        RunRequest(
+            method="dino:vits16",
+            task="knn",
+            data=imagefolder,
+            weights="random",
+            seed=0,
+            out=results,
+            smoke=True,
+            progress=False,
+            command="pytest",
+        )
+    )
     assert rec is not None and rec.track == "smoke"
     assert validate_files([path]) == [(path, None)]  # real registry, real protocol
     tampered = json.loads(path.read_text())

@@ -32,15 +32,36 @@ def transform_for(encoder: Encoder, resolution: int | None):
     return eval_transform(dc.mean, dc.std, size, dc.crop_pct, dc.interpolation), desc, size
 
 
-def extract_split(encoder: Encoder, split: Split, fn: ExtractFn, what: str, resolution: int | None, device: str,
-                  cache_dir: Path | None, progress: bool, batch_size: int = 64) -> dict[str, np.ndarray]:
+def extract_split(
+    encoder: Encoder,
+    split: Split,
+    fn: ExtractFn,
+    what: str,
+    resolution: int | None,
+    device: str,
+    cache_dir: Path | None,
+    progress: bool,
+    batch_size: int = 64,
+) -> dict[str, np.ndarray]:
     transform, tdesc, _ = transform_for(encoder, resolution)
     key = FeatureKey(encoder.identity.weights_id, split.fingerprint(), split.name, tdesc, what)
-    return extract(fn, ImageDataset(split, transform), key, cache_dir=cache_dir or default_cache_dir(),
-                   device=device, batch_size=batch_size, desc=f"features {split.name}", progress=progress)
+    return extract(
+        fn,
+        ImageDataset(split, transform),
+        key,
+        cache_dir=cache_dir or default_cache_dir(),
+        device=device,
+        batch_size=batch_size,
+        desc=f"features {split.name}",
+        progress=progress,
+    )
 
 
 def dataset_info(root: Path, train: Split, val: Split) -> DatasetInfo:
-    return DatasetInfo(name=Path(root).resolve().name, split="train->val",
-                       fingerprint=f"{train.fingerprint()}:{val.fingerprint()}",
-                       n_samples=len(val.samples), root=str(root))
+    return DatasetInfo(
+        name=Path(root).resolve().name,
+        split="train->val",
+        fingerprint=f"{train.fingerprint()}:{val.fingerprint()}",
+        n_samples=len(val.samples),
+        root=str(root),
+    )

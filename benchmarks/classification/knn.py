@@ -32,8 +32,16 @@ class KnnProtocol(Protocol):
 
 
 @torch.no_grad()
-def knn_classify(train_x: torch.Tensor, train_y: torch.Tensor, test_x: torch.Tensor, test_y: torch.Tensor, k: int,
-                 temperature: float, num_classes: int, chunk: int = 256) -> tuple[float, float]:
+def knn_classify(
+    train_x: torch.Tensor,
+    train_y: torch.Tensor,
+    test_x: torch.Tensor,
+    test_y: torch.Tensor,
+    k: int,
+    temperature: float,
+    num_classes: int,
+    chunk: int = 256,
+) -> tuple[float, float]:
     """Top-1/top-5 (%) of the weighted vote. Features ``[N, D]`` must already be L2-normalised."""
     k = min(k, train_x.shape[0])
     correct1 = correct5 = 0
@@ -57,20 +65,37 @@ class KnnHarness(Harness):
     synth_kind = "imagefolder"
     description = "Weighted k-NN (k=20, T=0.07) on L2-normalised global features; ImageFolder train -> val."
     metrics: ClassVar[dict[str, MetricMeta]] = {
-        "top1": MetricMeta(), "top5": MetricMeta(), r"^top1_k\d+$": MetricMeta(), r"^top5_k\d+$": MetricMeta(),
+        "top1": MetricMeta(),
+        "top5": MetricMeta(),
+        r"^top1_k\d+$": MetricMeta(),
+        r"^top5_k\d+$": MetricMeta(),
     }
 
-    def run(self, encoder: Encoder, data_root: Path, out_dir: Path, seed: int, device: str, protocol: KnnProtocol,
-            *, cache_dir: Path | None = None, progress: bool = True) -> RunOutput:
+    def run(
+        self,
+        encoder: Encoder,
+        data_root: Path,
+        out_dir: Path,
+        seed: int,
+        device: str,
+        protocol: KnnProtocol,
+        *,
+        cache_dir: Path | None = None,
+        progress: bool = True,
+    ) -> RunOutput:
         train, val = load_splits(data_root)
 
         def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
             return {"global": encoder.forward_global(x)}
 
-        feats = [extract_split(encoder, s, fn, "global", protocol.resolution, device, cache_dir, progress)
-                 for s in (train, val)]
-        (tx, ty), (vx, vy) = [(torch.nn.functional.normalize(as_tensor(f["global"]).float(), dim=1),
-                               as_tensor(f["labels"]).long()) for f in feats]
+        feats = [
+            extract_split(encoder, s, fn, "global", protocol.resolution, device, cache_dir, progress)
+            for s in (train, val)
+        ]
+        (tx, ty), (vx, vy) = [
+            (torch.nn.functional.normalize(as_tensor(f["global"]).float(), dim=1), as_tensor(f["labels"]).long())
+            for f in feats
+        ]
         metrics: dict[str, float] = {}
         for k in sorted(set(protocol.ks) | {protocol.headline_k}):
             top1, top5 = knn_classify(tx, ty, vx, vy, k, protocol.temperature, len(train.classes))
@@ -78,7 +103,12 @@ class KnnHarness(Harness):
         metrics["top1"] = metrics[f"top1_k{protocol.headline_k}"]
         metrics["top5"] = metrics[f"top5_k{protocol.headline_k}"]
         _, _, size = transform_for(encoder, protocol.resolution)
-        probe = {"features": f"forward_global ({encoder.spec.global_pool})", "normalisation": "L2",
-                 "resolution": size, "n_train": len(train.samples), "n_classes": len(train.classes),
-                 "effective_k": {str(k): min(k, len(train.samples)) for k in protocol.ks}}
+        probe = {
+            "features": f"forward_global ({encoder.spec.global_pool})",
+            "normalisation": "L2",
+            "resolution": size,
+            "n_train": len(train.samples),
+            "n_classes": len(train.classes),
+            "effective_k": {str(k): min(k, len(train.samples)) for k in protocol.ks},
+        }
         return RunOutput(metrics=metrics, dataset=dataset_info(data_root, train, val), probe=probe)

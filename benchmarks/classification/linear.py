@@ -121,8 +121,9 @@ def train_head_grid(
                 for recipe, w in heads.items():
                     logits = w(feats[recipe][idx].to(device, dtype=torch.float32))
                     logits = logits.view(len(idx), len(lrs), num_classes)  # [B, H, C]
-                    ce = torch.nn.functional.cross_entropy(logits.permute(0, 2, 1), y[:, None].expand(-1, len(lrs)),
-                                                           reduction="none").mean(0)  # [H]
+                    ce = torch.nn.functional.cross_entropy(
+                        logits.permute(0, 2, 1), y[:, None].expand(-1, len(lrs)), reduction="none"
+                    ).mean(0)  # [H]
                     loss = loss + (ce * scaled).sum()
                     if weight_decay:
                         wv = w.weight.view(len(lrs), num_classes, -1)
@@ -163,8 +164,16 @@ def _recipes(tok: torch.Tensor, avg: torch.Tensor, protocol: LinearProtocol) -> 
 class _LinearBase(Harness):
     synth_kind = "imagefolder"
 
-    def _probe_features(self, encoder: Encoder, data_root: Path, blocks: list[int], protocol, device: str,
-                        cache_dir: Path | None, progress: bool):
+    def _probe_features(
+        self,
+        encoder: Encoder,
+        data_root: Path,
+        blocks: list[int],
+        protocol,
+        device: str,
+        cache_dir: Path | None,
+        progress: bool,
+    ):
         """Per block ``b``: cached arrays ``tok{b}`` and ``avg{b}`` ``[N, d_b]`` for train and val."""
         train, val = load_splits(data_root)
         groups: dict[int, list[int]] = {}  # stages of hierarchical encoders differ in width: one call per width
@@ -180,8 +189,9 @@ class _LinearBase(Harness):
             return out
 
         what = "probe:blocks=" + ",".join(map(str, blocks))
-        tr, va = (extract_split(encoder, s, fn, what, protocol.resolution, device, cache_dir, progress)
-                  for s in (train, val))
+        tr, va = (
+            extract_split(encoder, s, fn, what, protocol.resolution, device, cache_dir, progress) for s in (train, val)
+        )
         return train, val, tr, va
 
 
@@ -195,11 +205,24 @@ class LinearHarness(_LinearBase):
     protocol_cls = LinearProtocol
     headline = "top1"
     description = "Grid of linear heads (lr x {CLS last 1/4} x {+avgpool}) on cached frozen features."
-    metrics: ClassVar[dict[str, MetricMeta]] = {"top1": MetricMeta(), "top5": MetricMeta(),
-                                                "holdout_top1": MetricMeta()}
+    metrics: ClassVar[dict[str, MetricMeta]] = {
+        "top1": MetricMeta(),
+        "top5": MetricMeta(),
+        "holdout_top1": MetricMeta(),
+    }
 
-    def run(self, encoder: Encoder, data_root: Path, out_dir: Path, seed: int, device: str,
-            protocol: LinearProtocol, *, cache_dir: Path | None = None, progress: bool = True) -> RunOutput:
+    def run(
+        self,
+        encoder: Encoder,
+        data_root: Path,
+        out_dir: Path,
+        seed: int,
+        device: str,
+        protocol: LinearProtocol,
+        *,
+        cache_dir: Path | None = None,
+        progress: bool = True,
+    ) -> RunOutput:
         nb = encoder.spec.num_blocks
         # Hierarchical encoders have a handful of stages of different widths: only the last one is probed.
         k = min(max(protocol.n_last_blocks), nb) if encoder.spec.family == "vit" else 1
@@ -211,25 +234,47 @@ class LinearHarness(_LinearBase):
         fit_idx, hold_idx = holdout_split(y.numpy(), protocol.holdout_fraction, seed)
         recipes = _recipes(_stack(tr, "tok", blocks), _stack(tr, "avg", blocks), protocol)
         torch.manual_seed(seed)
-        heads = train_head_grid({r: x[fit_idx] for r, x in recipes.items()}, y[fit_idx], len(train.classes),
-                                protocol.lrs, protocol.epochs, protocol.batch_size, protocol.momentum,
-                                protocol.weight_decay, seed, device, progress)
+        heads = train_head_grid(
+            {r: x[fit_idx] for r, x in recipes.items()},
+            y[fit_idx],
+            len(train.classes),
+            protocol.lrs,
+            protocol.epochs,
+            protocol.batch_size,
+            protocol.momentum,
+            protocol.weight_decay,
+            seed,
+            device,
+            progress,
+        )
         val_recipes = _recipes(_stack(va, "tok", blocks), _stack(va, "avg", blocks), protocol)
         vy = as_tensor(va["labels"]).long()
         grid = {}
         for name, head in heads.items():
             recipe = name.split("@")[0]
-            grid[name] = {"holdout_top1": accuracy(head, recipes[recipe][hold_idx], y[hold_idx])[0],
-                          "val_top1": accuracy(head, val_recipes[recipe], vy)[0]}
+            grid[name] = {
+                "holdout_top1": accuracy(head, recipes[recipe][hold_idx], y[hold_idx])[0],
+                "val_top1": accuracy(head, val_recipes[recipe], vy)[0],
+            }
         best = max(grid, key=lambda n: (grid[n]["holdout_top1"], -len(n)))
         top1, top5 = accuracy(heads[best], val_recipes[best.split("@")[0]], vy)
         _, _, size = transform_for(encoder, protocol.resolution)
-        probe = {"selected_head": best, "blocks": blocks, "pooling": f"{encoder.spec.probe_pool} token per block",
-                 "recipes": list(recipes), "resolution": size, "normalisation": "final norm on every block",
-                 "augmentation": "none (features cached from the eval transform)",
-                 "selection": f"best holdout top-1 on {protocol.holdout_fraction:.0%} of train"}
-        return RunOutput(metrics={"top1": top1, "top5": top5, "holdout_top1": grid[best]["holdout_top1"]},
-                         dataset=dataset_info(data_root, train, val), probe=probe, extra={"grid": grid})
+        probe = {
+            "selected_head": best,
+            "blocks": blocks,
+            "pooling": f"{encoder.spec.probe_pool} token per block",
+            "recipes": list(recipes),
+            "resolution": size,
+            "normalisation": "final norm on every block",
+            "augmentation": "none (features cached from the eval transform)",
+            "selection": f"best holdout top-1 on {protocol.holdout_fraction:.0%} of train",
+        }
+        return RunOutput(
+            metrics={"top1": top1, "top5": top5, "holdout_top1": grid[best]["holdout_top1"]},
+            dataset=dataset_info(data_root, train, val),
+            probe=probe,
+            extra={"grid": grid},
+        )
 
 
 class PerLayerLinearHarness(_LinearBase):
@@ -237,11 +282,24 @@ class PerLayerLinearHarness(_LinearBase):
     protocol_cls = PerLayerProtocol
     headline = "top1"
     description = "One linear head per block (token and avg-pooled), for per-layer analyses (SDSSL)."
-    metrics: ClassVar[dict[str, MetricMeta]] = {"top1": MetricMeta(), r"^top1_b\d+$": MetricMeta(),
-                                                r"^top1_avg_b\d+$": MetricMeta()}
+    metrics: ClassVar[dict[str, MetricMeta]] = {
+        "top1": MetricMeta(),
+        r"^top1_b\d+$": MetricMeta(),
+        r"^top1_avg_b\d+$": MetricMeta(),
+    }
 
-    def run(self, encoder: Encoder, data_root: Path, out_dir: Path, seed: int, device: str,
-            protocol: PerLayerProtocol, *, cache_dir: Path | None = None, progress: bool = True) -> RunOutput:
+    def run(
+        self,
+        encoder: Encoder,
+        data_root: Path,
+        out_dir: Path,
+        seed: int,
+        device: str,
+        protocol: PerLayerProtocol,
+        *,
+        cache_dir: Path | None = None,
+        progress: bool = True,
+    ) -> RunOutput:
         blocks = list(protocol.blocks) if protocol.blocks is not None else list(range(encoder.spec.num_blocks))
         train, val, tr, va = self._probe_features(encoder, data_root, blocks, protocol, device, cache_dir, progress)
         y = as_tensor(tr["labels"]).long()
@@ -256,9 +314,19 @@ class PerLayerLinearHarness(_LinearBase):
 
         tr_r, va_r = recipes(tr), recipes(va)
         torch.manual_seed(seed)
-        heads = train_head_grid({r: x[fit_idx] for r, x in tr_r.items()}, y[fit_idx], len(train.classes),
-                                protocol.lrs, protocol.epochs, protocol.batch_size, protocol.momentum,
-                                protocol.weight_decay, seed, device, progress)
+        heads = train_head_grid(
+            {r: x[fit_idx] for r, x in tr_r.items()},
+            y[fit_idx],
+            len(train.classes),
+            protocol.lrs,
+            protocol.epochs,
+            protocol.batch_size,
+            protocol.momentum,
+            protocol.weight_decay,
+            seed,
+            device,
+            progress,
+        )
         metrics: dict[str, float] = {}
         selected = {}
         for recipe in tr_r:
@@ -268,8 +336,16 @@ class PerLayerLinearHarness(_LinearBase):
             metrics[f"top1_{recipe}"] = accuracy(heads[best], va_r[recipe], vy)[0]
         metrics["top1"] = metrics[f"top1_b{blocks[-1]}"]
         _, _, size = transform_for(encoder, protocol.resolution)
-        probe = {"blocks": blocks, "pooling": f"{encoder.spec.probe_pool} token and avg-pooled patches per block",
-                 "resolution": size, "normalisation": "final norm on every block",
-                 "augmentation": "none (features cached from the eval transform)"}
-        return RunOutput(metrics=metrics, dataset=dataset_info(data_root, train, val), probe=probe,
-                         extra={"selected_heads": selected})
+        probe = {
+            "blocks": blocks,
+            "pooling": f"{encoder.spec.probe_pool} token and avg-pooled patches per block",
+            "resolution": size,
+            "normalisation": "final norm on every block",
+            "augmentation": "none (features cached from the eval transform)",
+        }
+        return RunOutput(
+            metrics=metrics,
+            dataset=dataset_info(data_root, train, val),
+            probe=probe,
+            extra={"selected_heads": selected},
+        )

@@ -65,8 +65,9 @@ def scan_split(root: Path | str, split: str, classes: tuple[str, ...] | None = N
     index = {c: i for i, c in enumerate(classes)}
     samples: list[tuple[Path, int]] = []
     for cls in found:
-        files = sorted(p for p in (split_dir / cls).iterdir() if p.suffix.lower() in IMG_EXTENSIONS or
-                       p.suffix in IMG_EXTENSIONS)
+        files = sorted(
+            p for p in (split_dir / cls).iterdir() if p.suffix.lower() in IMG_EXTENSIONS or p.suffix in IMG_EXTENSIONS
+        )
         if not files:
             raise DataError(f"{split_dir / cls}: empty class folder (no {'/'.join(IMG_EXTENSIONS[:3])}... images)")
         samples.extend((p, index[cls]) for p in files)
@@ -100,20 +101,33 @@ def eval_transform(mean: tuple[float, ...], std: tuple[float, ...], size: int, c
     """Resize the short side to ``size / crop_pct`` then center-crop ``size`` (DINO: 256 -> 224, bicubic)."""
     from torchvision import transforms as T
 
-    interp = {"bicubic": T.InterpolationMode.BICUBIC, "bilinear": T.InterpolationMode.BILINEAR,
-              "nearest": T.InterpolationMode.NEAREST}[interpolation]
-    return T.Compose([
-        T.Resize(int(math.floor(size / crop_pct)), interpolation=interp),
-        T.CenterCrop(size),
-        T.ToTensor(),
-        T.Normalize(mean, std),
-    ])
+    interp = {
+        "bicubic": T.InterpolationMode.BICUBIC,
+        "bilinear": T.InterpolationMode.BILINEAR,
+        "nearest": T.InterpolationMode.NEAREST,
+    }[interpolation]
+    return T.Compose(
+        [
+            T.Resize(int(math.floor(size / crop_pct)), interpolation=interp),
+            T.CenterCrop(size),
+            T.ToTensor(),
+            T.Normalize(mean, std),
+        ]
+    )
 
 
 # ------------------------------------------------------------------------------------------------ synthetic
 _SHAPES = ("disc", "square", "triangle", "hstripes", "vstripes", "ring", "cross", "checker")
-_COLOURS = ((220, 40, 40), (40, 180, 60), (40, 80, 220), (230, 200, 40), (200, 60, 200), (40, 200, 210),
-            (240, 140, 30), (120, 120, 120))
+_COLOURS = (
+    (220, 40, 40),
+    (40, 180, 60),
+    (40, 80, 220),
+    (230, 200, 40),
+    (200, 60, 200),
+    (40, 200, 210),
+    (240, 140, 30),
+    (120, 120, 120),
+)
 
 
 def _draw(shape: str, colour: tuple[int, int, int], size: int, rng: random.Random) -> Image.Image:
@@ -149,8 +163,9 @@ def _draw(shape: str, colour: tuple[int, int, int], size: int, rng: random.Rando
     return img
 
 
-def synth_imagefolder(out: Path, seed: int = 0, n_classes: int = 6, n_train: int = 16, n_val: int = 8,
-                      size: int = 64) -> Path:
+def synth_imagefolder(
+    out: Path, seed: int = 0, n_classes: int = 6, n_train: int = 16, n_val: int = 8, size: int = 64
+) -> Path:
     """Write ``out/{train,val}/class_<k>_<colour-shape>/*.JPEG``: classes differ in colour, shape and texture."""
     if not 2 <= n_classes <= len(_SHAPES):
         raise DataError(f"n_classes must be in [2, {len(_SHAPES)}]")

@@ -87,8 +87,9 @@ def torch_build() -> dict:
     """
     proc = subprocess.run([sys.executable, "-c", _TORCH_PROBE], capture_output=True, text=True)
     if proc.returncode != 0:
-        raise SystemExit("build_mmcv: cannot import torch in this interpreter; install vitbench first\n"
-                         + proc.stderr.strip()[-500:])
+        raise SystemExit(
+            "build_mmcv: cannot import torch in this interpreter; install vitbench first\n" + proc.stderr.strip()[-500:]
+        )
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
@@ -146,8 +147,20 @@ def build_wheel(mmcv_version: str, dest: Path, jobs: int, work: Path) -> Path:
     sdist_dir = work / "sdist"
     # pip prepares an sdist's metadata even for `download`, which runs mmcv's setup.py (it imports torch and
     # pkg_resources): hence no build isolation and the private build tools here as well.
-    _run([*pip, "download", "--no-deps", "--no-binary", ":all:", "--no-build-isolation", f"mmcv=={mmcv_version}",
-          "-d", str(sdist_dir)], env=env)
+    _run(
+        [
+            *pip,
+            "download",
+            "--no-deps",
+            "--no-binary",
+            ":all:",
+            "--no-build-isolation",
+            f"mmcv=={mmcv_version}",
+            "-d",
+            str(sdist_dir),
+        ],
+        env=env,
+    )
     archives = sorted(sdist_dir.glob("mmcv-*.tar.gz"))
     if not archives:
         raise SystemExit(f"build_mmcv: pip download left no mmcv-*.tar.gz in {sdist_dir}")
@@ -185,8 +198,12 @@ def main(argv: list[str] | None = None) -> int:
     """CLI entry point; returns the exit code."""
     ap = argparse.ArgumentParser(prog="python -m benchmarks.dense.build_mmcv", description=__doc__.split("\n")[0])
     ap.add_argument("--check", action="store_true", help="only check the installed stack (exit 0 ok, 1 not)")
-    ap.add_argument("--cache-dir", type=Path, default=None, help="wheel cache (default: $VITBENCH_WHEEL_CACHE "
-                    "or ~/.cache/vitbench/wheels)")
+    ap.add_argument(
+        "--cache-dir",
+        type=Path,
+        default=None,
+        help="wheel cache (default: $VITBENCH_WHEEL_CACHE or ~/.cache/vitbench/wheels)",
+    )
     ap.add_argument("--jobs", type=int, default=int(os.environ.get("MAX_JOBS", os.cpu_count() or 2)))
     ap.add_argument("--rebuild", action="store_true", help="ignore a cached wheel and build again")
     ap.add_argument("--no-install", action="store_true", help="build/cache the wheel only")

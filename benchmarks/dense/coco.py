@@ -135,8 +135,9 @@ def validate_coco_split(root: Path | str, split: str, *, train: bool, check_file
         if not isinstance(im, dict) or not isinstance(im.get("id"), int) or not isinstance(im.get("file_name"), str):
             raise DataError(f"{ann_path}: image entry {str(im)[:80]} needs an integer 'id' and a 'file_name'")
         if not all(isinstance(im.get(k), int) and im[k] > 0 for k in ("width", "height")):
-            raise DataError(f"{ann_path}: image id {im['id']} ('{im['file_name']}') needs positive integer "
-                            "'width' and 'height'")
+            raise DataError(
+                f"{ann_path}: image id {im['id']} ('{im['file_name']}') needs positive integer 'width' and 'height'"
+            )
         if im["id"] in images:
             raise DataError(f"{ann_path}: image id {im['id']} appears twice")
         images[im["id"]] = im
@@ -154,16 +155,26 @@ def validate_coco_split(root: Path | str, split: str, *, train: bool, check_file
         aid = a["id"]
         im = images.get(a.get("image_id"))
         if im is None:
-            raise DataError(f"{ann_path}: annotation id {aid} refers to image_id {a.get('image_id')!r}, which is "
-                            "not in the 'images' list")
+            raise DataError(
+                f"{ann_path}: annotation id {aid} refers to image_id {a.get('image_id')!r}, which is "
+                "not in the 'images' list"
+            )
         if a.get("category_id") not in cats:
-            raise DataError(f"{ann_path}: annotation id {aid} (image id {im['id']}) has category_id "
-                            f"{a.get('category_id')!r}, which is not in the 'categories' list (ids {sorted(cats)})")
+            raise DataError(
+                f"{ann_path}: annotation id {aid} (image id {im['id']}) has category_id "
+                f"{a.get('category_id')!r}, which is not in the 'categories' list (ids {sorted(cats)})"
+            )
         box = a.get("bbox")
-        if not (isinstance(box, list) and len(box) == 4 and all(isinstance(v, (int, float)) for v in box)
-                and all(math.isfinite(v) for v in box)):
-            raise DataError(f"{ann_path}: annotation id {aid} (image id {im['id']}) has bbox {box!r}; expected "
-                            "[x, y, width, height]")
+        if not (
+            isinstance(box, list)
+            and len(box) == 4
+            and all(isinstance(v, (int, float)) for v in box)
+            and all(math.isfinite(v) for v in box)
+        ):
+            raise DataError(
+                f"{ann_path}: annotation id {aid} (image id {im['id']}) has bbox {box!r}; expected "
+                "[x, y, width, height]"
+            )
         x, y, w, h = box
         inter_w = max(0.0, min(x + w, im["width"]) - max(x, 0.0))
         inter_h = max(0.0, min(y + h, im["height"]) - max(y, 0.0))
@@ -183,8 +194,13 @@ def validate_coco_split(root: Path | str, split: str, *, train: bool, check_file
         if len(images) - skipped["images_without_annotations"] - skipped["images_under_32px"] <= 0:
             raise DataError(f"{ann_path}: no training image has a usable annotation")
     return CocoSplit(
-        root=root, split=split, ann_path=ann_path, categories=tuple(cats.items()), n_images=len(images),
-        n_annotations=len(data["annotations"]), fingerprint=_sha256(ann_path)[:16],
+        root=root,
+        split=split,
+        ann_path=ann_path,
+        categories=tuple(cats.items()),
+        n_images=len(images),
+        n_annotations=len(data["annotations"]),
+        fingerprint=_sha256(ann_path)[:16],
         skipped={k: v for k, v in skipped.items() if v},
     )
 
@@ -233,8 +249,9 @@ def _masks_without_boxes(dets: list[dict[str, Any]], images: list[dict[str, Any]
     return out
 
 
-def coco_metrics(gt_json: Path | str, detections: Path | str | list[dict[str, Any]], iou_type: str,
-                 backend: str = "auto") -> dict[str, float]:
+def coco_metrics(
+    gt_json: Path | str, detections: Path | str | list[dict[str, Any]], iou_type: str, backend: str = "auto"
+) -> dict[str, float]:
     """COCOeval of ``detections`` (a COCO results file or list) against ``gt_json``; values in %.
 
     Returns ``AP, AP50, AP75, APs, APm, APl``. An area range without ground truth (COCOeval's -1) is left out;
@@ -285,8 +302,10 @@ def synth_coco(out: Path | str, seed: int = 0, n_train: int = 16, n_val: int = 8
 
     out = Path(out)
     rng = random.Random(seed)
-    categories = [{"id": 1, "name": "square", "supercategory": "shape"},
-                  {"id": 2, "name": "disc", "supercategory": "shape"}]
+    categories = [
+        {"id": 1, "name": "square", "supercategory": "shape"},
+        {"id": 2, "name": "disc", "supercategory": "shape"},
+    ]
     colours = {"square": (230, 40, 40), "disc": (40, 90, 235)}
     ann_id = 1
     for split, n, first_id in (("train2017", n_train, 1), ("val2017", n_val, 100001)):
@@ -319,19 +338,34 @@ def synth_coco(out: Path | str, seed: int = 0, n_train: int = 16, n_val: int = 8
                 poly = _shape_polygon(cat["name"], cx, cy, rx, ry)
                 draw.polygon(list(zip(poly[0::2], poly[1::2])), fill=colours[cat["name"]])
                 xs, ys = poly[0::2], poly[1::2]
-                annotations.append({
-                    "id": ann_id, "image_id": img_id, "category_id": cat["id"], "segmentation": [poly],
-                    "area": round(_polygon_area(poly), 2), "iscrowd": 0,
-                    "bbox": [round(min(xs), 2), round(min(ys), 2), round(max(xs) - min(xs), 2),
-                             round(max(ys) - min(ys), 2)],
-                })
+                annotations.append(
+                    {
+                        "id": ann_id,
+                        "image_id": img_id,
+                        "category_id": cat["id"],
+                        "segmentation": [poly],
+                        "area": round(_polygon_area(poly), 2),
+                        "iscrowd": 0,
+                        "bbox": [
+                            round(min(xs), 2),
+                            round(min(ys), 2),
+                            round(max(xs) - min(xs), 2),
+                            round(max(ys) - min(ys), 2),
+                        ],
+                    }
+                )
                 ann_id += 1
             name = f"{img_id:012d}.jpg"
             img.save(out / split / name, quality=95)
             images.append({"id": img_id, "file_name": name, "width": w, "height": h})
         (out / "annotations").mkdir(parents=True, exist_ok=True)
-        doc = {"info": {"description": f"vitbench synthetic COCO (seed {seed})"}, "licenses": [],
-               "images": images, "annotations": annotations, "categories": categories}
+        doc = {
+            "info": {"description": f"vitbench synthetic COCO (seed {seed})"},
+            "licenses": [],
+            "images": images,
+            "annotations": annotations,
+            "categories": categories,
+        }
         (out / ann_file(split)).write_text(json.dumps(doc))
     return out
 
@@ -362,8 +396,10 @@ def check_variable_input(encoder: Encoder, protocol: CocoDetProtocol, device: st
     got = [tuple(f.shape[1:]) for f in feats]
     want = [(c, h // r, w // r) for c, r in zip(encoder.spec.channels, encoder.spec.reductions)]
     if got != want:
-        raise VitbenchError(f"{encoder.identity.arch}: forward_dense gave maps {got} for a {h}x{w} input; its spec "
-                            f"(channels, reductions) promises {want}")
+        raise VitbenchError(
+            f"{encoder.identity.arch}: forward_dense gave maps {got} for a {h}x{w} input; its spec "
+            f"(channels, reductions) promises {want}"
+        )
 
 
 _AP = MetricMeta(higher_is_better=True, unit="%", lo=0.0, hi=100.0)
@@ -376,12 +412,23 @@ class CocoDetHarness(Harness):
     protocol_cls: ClassVar[type[CocoDetProtocol]] = CocoDetProtocol
     headline: ClassVar[str] = "bbox_AP"
     synth_kind: ClassVar[str] = "coco"
-    description: ClassVar[str] = ("Mask R-CNN + FPN 1x (SelfPatch protocol, mmdet 3.3): fine-tune on COCO train2017, "
-                                  "box and mask AP on val2017.")
+    description: ClassVar[str] = (
+        "Mask R-CNN + FPN 1x (SelfPatch protocol, mmdet 3.3): fine-tune on COCO train2017, box and mask AP on val2017."
+    )
     metrics: ClassVar[dict[str, MetricMeta]] = {f"{t}_{s}": _AP for t in IOU_TYPES for s in STAT_NAMES}
 
-    def run(self, encoder: Encoder, data_root: Path, out_dir: Path, seed: int, device: str,
-            protocol: CocoDetProtocol, *, cache_dir: Path | None = None, progress: bool = True) -> RunOutput:
+    def run(
+        self,
+        encoder: Encoder,
+        data_root: Path,
+        out_dir: Path,
+        seed: int,
+        device: str,
+        protocol: CocoDetProtocol,
+        *,
+        cache_dir: Path | None = None,
+        progress: bool = True,
+    ) -> RunOutput:
         """Validate the data, generate the config, train + test through mmdet, score with COCOeval.
 
         ``out_dir`` holds the mmengine work folder (``out_dir/mmdet``): checkpoints, logs, the dumped config and
@@ -396,20 +443,32 @@ class CocoDetHarness(Harness):
         try:
             from benchmarks.dense import mm_glue
         except ImportError as err:
-            raise VitbenchError(f"task {self.task} needs the mm* stack ({err}); install it with: "
-                                "python -m benchmarks.dense.build_mmcv") from None
+            raise VitbenchError(
+                f"task {self.task} needs the mm* stack ({err}); install it with: python -m benchmarks.dense.build_mmcv"
+            ) from None
 
         work = Path(out_dir) / "mmdet"
         mm_glue.prepare()
         key_ref = mm_glue.register_encoder(encoder)
         launcher = mm_glue.launcher_from_env()
         if launcher != "none" and not device.startswith("cuda"):
-            raise VitbenchError(f"launcher '{launcher}' needs --device cuda: mmengine's launchers bind one GPU per "
-                                "process (CPU runs are single-process)")
+            raise VitbenchError(
+                f"launcher '{launcher}' needs --device cuda: mmengine's launchers bind one GPU per "
+                "process (CPU runs are single-process)"
+            )
         cfg = build_mmdet_config(
-            encoder.spec, protocol, encoder_ref=key_ref, classes=train.classes,
-            mean=encoder.data_config.mean, std=encoder.data_config.std, data_root=data_root, work_dir=work,
-            seed=seed, launcher=launcher, device=device, resume_from=mm_glue.own_last_checkpoint(work),
+            encoder.spec,
+            protocol,
+            encoder_ref=key_ref,
+            classes=train.classes,
+            mean=encoder.data_config.mean,
+            std=encoder.data_config.std,
+            data_root=data_root,
+            work_dir=work,
+            seed=seed,
+            launcher=launcher,
+            device=device,
+            resume_from=mm_glue.own_last_checkpoint(work),
         )
         result = mm_glue.train_and_test(cfg, task=self.task)
 
@@ -454,13 +513,20 @@ class CocoDetHarness(Harness):
             "amp": cfg["optim_wrapper"]["type"] == "AmpOptimWrapper",
             "cocoeval_backend": backend,
             "undefined_metrics": undefined,
-            "train_set": {"split": train.split, "fingerprint": train.fingerprint, "n_images": train.n_images,
-                          "n_annotations": train.n_annotations},
+            "train_set": {
+                "split": train.split,
+                "fingerprint": train.fingerprint,
+                "n_images": train.n_images,
+                "n_annotations": train.n_annotations,
+            },
         }
         dataset = DatasetInfo(
-            name="coco", split=val.split, fingerprint=hashlib.sha256(
-                f"{train.fingerprint}:{val.fingerprint}".encode()).hexdigest()[:16],
-            n_samples=val.n_images, root=str(data_root), skipped=skipped,
+            name="coco",
+            split=val.split,
+            fingerprint=hashlib.sha256(f"{train.fingerprint}:{val.fingerprint}".encode()).hexdigest()[:16],
+            n_samples=val.n_images,
+            root=str(data_root),
+            skipped=skipped,
         )
         return RunOutput(metrics=metrics, dataset=dataset, probe=probe, extra=extra)
 
@@ -474,5 +540,6 @@ class CocoMaskRcnn3xHarness(CocoDetHarness):
 class CocoCascade3xHarness(CocoDetHarness):
     task: ClassVar[str] = "coco-cascade-3x"
     protocol_cls: ClassVar[type[CocoDetProtocol]] = CocoCascade3xProtocol
-    description: ClassVar[str] = ("Cascade Mask R-CNN + FPN 3x (GC ViT protocol, mmdet 3.3): box and mask AP on "
-                                  "COCO val2017.")
+    description: ClassVar[str] = (
+        "Cascade Mask R-CNN + FPN 3x (GC ViT protocol, mmdet 3.3): box and mask AP on COCO val2017."
+    )

@@ -182,9 +182,14 @@ class NeckPlan:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "kind": self.kind, "in_channels": list(self.in_channels), "in_strides": list(self.in_strides),
-            "out_strides": list(self.out_strides), "scales": list(self.scales), "ops": list(self.ops),
-            "fpn_channels": self.fpn_channels, "fpn_num_outs": self.fpn_num_outs,
+            "kind": self.kind,
+            "in_channels": list(self.in_channels),
+            "in_strides": list(self.in_strides),
+            "out_strides": list(self.out_strides),
+            "scales": list(self.scales),
+            "ops": list(self.ops),
+            "fpn_channels": self.fpn_channels,
+            "fpn_num_outs": self.fpn_num_outs,
             "anchor_strides": list(self.anchor_strides),
         }
 
@@ -198,8 +203,9 @@ def _pyramid_op(scale: float) -> str:
     return f"maxpool{int(round(1 / scale))}x"
 
 
-def plan_neck(spec: EncoderSpec, pyramid_strides: Sequence[int] = (4, 8, 16, 32), fpn_channels: int = 256,
-              fpn_num_outs: int = 5) -> NeckPlan:
+def plan_neck(
+    spec: EncoderSpec, pyramid_strides: Sequence[int] = (4, 8, 16, 32), fpn_channels: int = 256, fpn_num_outs: int = 5
+) -> NeckPlan:
     """Choose the neck from ``spec.reductions``.
 
     All reductions equal (a plain ViT: every block at the patch stride) -> simple pyramid to ``pyramid_strides``
@@ -226,8 +232,16 @@ def plan_neck(spec: EncoderSpec, pyramid_strides: Sequence[int] = (4, 8, 16, 32)
                     f"{spec.arch}: patch stride {r} cannot reach pyramid stride {s} by 2x deconvs or pooling "
                     "(needs a power-of-two ratio)"
                 )
-        return NeckPlan("simple_pyramid+fpn", chans, red, tuple(int(s) for s in pyramid_strides), scales,
-                        tuple(_pyramid_op(f) for f in scales), fpn_channels, fpn_num_outs)
+        return NeckPlan(
+            "simple_pyramid+fpn",
+            chans,
+            red,
+            tuple(int(s) for s in pyramid_strides),
+            scales,
+            tuple(_pyramid_op(f) for f in scales),
+            fpn_channels,
+            fpn_num_outs,
+        )
     if any(b <= a for a, b in zip(red, red[1:])):
         raise VitbenchError(f"{spec.arch}: hierarchical maps need increasing strides, got {list(red)}")
     return NeckPlan("fpn", chans, red, red, (), ("identity",) * len(red), fpn_channels, fpn_num_outs)
@@ -240,85 +254,169 @@ def _box_coder(stds: Sequence[float]) -> dict[str, Any]:
 
 def _bbox_head(p: CocoDetProtocol, num_classes: int, stds: Sequence[float], norm: str) -> dict[str, Any]:
     kind = p.bbox_head
-    common = {"in_channels": p.fpn_channels, "fc_out_channels": p.fc_channels, "roi_feat_size": 7,
-              "num_classes": num_classes,
-              "bbox_coder": _box_coder(stds), "reg_class_agnostic": False,
-              "loss_cls": {"type": "CrossEntropyLoss", "use_sigmoid": False, "loss_weight": 1.0}}
+    common = {
+        "in_channels": p.fpn_channels,
+        "fc_out_channels": p.fc_channels,
+        "roi_feat_size": 7,
+        "num_classes": num_classes,
+        "bbox_coder": _box_coder(stds),
+        "reg_class_agnostic": False,
+        "loss_cls": {"type": "CrossEntropyLoss", "use_sigmoid": False, "loss_weight": 1.0},
+    }
     if kind == "shared2fc":
         return {"type": "Shared2FCBBoxHead", **common, "loss_bbox": {"type": "L1Loss", "loss_weight": 1.0}}
     if kind == "4conv1fc_giou":
-        return {"type": "ConvFCBBoxHead", "num_shared_convs": 4, "num_shared_fcs": 1,
-                "conv_out_channels": p.fpn_channels,
-                **common, "reg_decoded_bbox": True, "norm_cfg": {"type": norm, "requires_grad": True},
-                "loss_bbox": {"type": "GIoULoss", "loss_weight": 10.0}}
+        return {
+            "type": "ConvFCBBoxHead",
+            "num_shared_convs": 4,
+            "num_shared_fcs": 1,
+            "conv_out_channels": p.fpn_channels,
+            **common,
+            "reg_decoded_bbox": True,
+            "norm_cfg": {"type": norm, "requires_grad": True},
+            "loss_bbox": {"type": "GIoULoss", "loss_weight": 10.0},
+        }
     raise VitbenchError(f"unknown bbox_head {kind!r} (expected 'shared2fc' or '4conv1fc_giou')")
 
 
 def _assigner(pos: float, neg: float, min_pos: float, low_quality: bool) -> dict[str, Any]:
-    return {"type": "MaxIoUAssigner", "pos_iou_thr": pos, "neg_iou_thr": neg, "min_pos_iou": min_pos,
-            "match_low_quality": low_quality, "ignore_iof_thr": -1}
+    return {
+        "type": "MaxIoUAssigner",
+        "pos_iou_thr": pos,
+        "neg_iou_thr": neg,
+        "min_pos_iou": min_pos,
+        "match_low_quality": low_quality,
+        "ignore_iof_thr": -1,
+    }
 
 
 def _sampler(num: int, pos_fraction: float, gt_as_proposals: bool) -> dict[str, Any]:
-    return {"type": "RandomSampler", "num": num, "pos_fraction": pos_fraction, "neg_pos_ub": -1,
-            "add_gt_as_proposals": gt_as_proposals}
+    return {
+        "type": "RandomSampler",
+        "num": num,
+        "pos_fraction": pos_fraction,
+        "neg_pos_ub": -1,
+        "add_gt_as_proposals": gt_as_proposals,
+    }
 
 
 def _roi_extractor(size: int, strides: Sequence[int], channels: int) -> dict[str, Any]:
-    return {"type": "SingleRoIExtractor", "roi_layer": {"type": "RoIAlign", "output_size": size, "sampling_ratio": 0},
-            "out_channels": channels, "featmap_strides": list(strides)}
+    return {
+        "type": "SingleRoIExtractor",
+        "roi_layer": {"type": "RoIAlign", "output_size": size, "sampling_ratio": 0},
+        "out_channels": channels,
+        "featmap_strides": list(strides),
+    }
 
 
 def _detector(p: CocoDetProtocol, plan: NeckPlan, num_classes: int) -> dict[str, Any]:
     """rpn_head / roi_head / train_cfg / test_cfg of mmdet's Mask R-CNN or Cascade Mask R-CNN (R50-FPN layout)."""
     norm = "SyncBN" if p.sync_bn else "BN"
     strides = plan.out_strides
-    rpn_bbox_loss = ({"type": "L1Loss", "loss_weight": 1.0} if p.detector == "mask_rcnn"
-                     else {"type": "SmoothL1Loss", "beta": 1.0 / 9.0, "loss_weight": 1.0})
+    rpn_bbox_loss = (
+        {"type": "L1Loss", "loss_weight": 1.0}
+        if p.detector == "mask_rcnn"
+        else {"type": "SmoothL1Loss", "beta": 1.0 / 9.0, "loss_weight": 1.0}
+    )
     rpn_head = {
-        "type": "RPNHead", "in_channels": p.fpn_channels, "feat_channels": p.fpn_channels,
-        "anchor_generator": {"type": "AnchorGenerator", "scales": [8], "ratios": [0.5, 1.0, 2.0],
-                             "strides": list(plan.anchor_strides)},
+        "type": "RPNHead",
+        "in_channels": p.fpn_channels,
+        "feat_channels": p.fpn_channels,
+        "anchor_generator": {
+            "type": "AnchorGenerator",
+            "scales": [8],
+            "ratios": [0.5, 1.0, 2.0],
+            "strides": list(plan.anchor_strides),
+        },
         "bbox_coder": _box_coder([1.0] * 4),
         "loss_cls": {"type": "CrossEntropyLoss", "use_sigmoid": True, "loss_weight": 1.0},
         "loss_bbox": rpn_bbox_loss,
     }
     c = p.fpn_channels
-    mask_head = {"type": "FCNMaskHead", "num_convs": 4, "in_channels": c, "conv_out_channels": c,
-                 "num_classes": num_classes,
-                 "loss_mask": {"type": "CrossEntropyLoss", "use_mask": True, "loss_weight": 1.0}}
-    rpn_train = {"assigner": _assigner(0.7, 0.3, 0.3, True), "sampler": _sampler(256, 0.5, False),
-                 "allowed_border": -1, "pos_weight": -1, "debug": False}
-    rpn_test = {"nms_pre": p.proposals, "max_per_img": p.proposals, "nms": {"type": "nms", "iou_threshold": 0.7},
-                "min_bbox_size": 0}
-    rcnn_test = {"score_thr": 0.05, "nms": {"type": "nms", "iou_threshold": 0.5}, "max_per_img": 100,
-                 "mask_thr_binary": 0.5}
+    mask_head = {
+        "type": "FCNMaskHead",
+        "num_convs": 4,
+        "in_channels": c,
+        "conv_out_channels": c,
+        "num_classes": num_classes,
+        "loss_mask": {"type": "CrossEntropyLoss", "use_mask": True, "loss_weight": 1.0},
+    }
+    rpn_train = {
+        "assigner": _assigner(0.7, 0.3, 0.3, True),
+        "sampler": _sampler(256, 0.5, False),
+        "allowed_border": -1,
+        "pos_weight": -1,
+        "debug": False,
+    }
+    rpn_test = {
+        "nms_pre": p.proposals,
+        "max_per_img": p.proposals,
+        "nms": {"type": "nms", "iou_threshold": 0.7},
+        "min_bbox_size": 0,
+    }
+    rcnn_test = {
+        "score_thr": 0.05,
+        "nms": {"type": "nms", "iou_threshold": 0.5},
+        "max_per_img": 100,
+        "mask_thr_binary": 0.5,
+    }
     if p.detector == "mask_rcnn":
-        roi_head = {"type": "StandardRoIHead", "bbox_roi_extractor": _roi_extractor(7, strides, c),
-                    "bbox_head": _bbox_head(p, num_classes, (0.1, 0.1, 0.2, 0.2), norm),
-                    "mask_roi_extractor": _roi_extractor(14, strides, c), "mask_head": mask_head}
-        rcnn_train: Any = {"assigner": _assigner(0.5, 0.5, 0.5, True),
-                           "sampler": _sampler(p.rcnn_samples, 0.25, True), "mask_size": 28, "pos_weight": -1,
-                           "debug": False}
-        rpn_proposal = {"nms_pre": 2 * p.proposals, "max_per_img": p.proposals,
-                        "nms": {"type": "nms", "iou_threshold": 0.7}, "min_bbox_size": 0}
+        roi_head = {
+            "type": "StandardRoIHead",
+            "bbox_roi_extractor": _roi_extractor(7, strides, c),
+            "bbox_head": _bbox_head(p, num_classes, (0.1, 0.1, 0.2, 0.2), norm),
+            "mask_roi_extractor": _roi_extractor(14, strides, c),
+            "mask_head": mask_head,
+        }
+        rcnn_train: Any = {
+            "assigner": _assigner(0.5, 0.5, 0.5, True),
+            "sampler": _sampler(p.rcnn_samples, 0.25, True),
+            "mask_size": 28,
+            "pos_weight": -1,
+            "debug": False,
+        }
+        rpn_proposal = {
+            "nms_pre": 2 * p.proposals,
+            "max_per_img": p.proposals,
+            "nms": {"type": "nms", "iou_threshold": 0.7},
+            "min_bbox_size": 0,
+        }
         det_type = "MaskRCNN"
     elif p.detector == "cascade_mask_rcnn":
         stage_stds = ((0.1, 0.1, 0.2, 0.2), (0.05, 0.05, 0.1, 0.1), (0.033, 0.033, 0.067, 0.067))
-        roi_head = {"type": "CascadeRoIHead", "num_stages": 3, "stage_loss_weights": [1, 0.5, 0.25],
-                    "bbox_roi_extractor": _roi_extractor(7, strides, c),
-                    "bbox_head": [_bbox_head(p, num_classes, s, norm) for s in stage_stds],
-                    "mask_roi_extractor": _roi_extractor(14, strides, c), "mask_head": mask_head}
-        rcnn_train = [{"assigner": _assigner(t, t, t, False), "sampler": _sampler(p.rcnn_samples, 0.25, True),
-                       "mask_size": 28, "pos_weight": -1, "debug": False} for t in (0.5, 0.6, 0.7)]
+        roi_head = {
+            "type": "CascadeRoIHead",
+            "num_stages": 3,
+            "stage_loss_weights": [1, 0.5, 0.25],
+            "bbox_roi_extractor": _roi_extractor(7, strides, c),
+            "bbox_head": [_bbox_head(p, num_classes, s, norm) for s in stage_stds],
+            "mask_roi_extractor": _roi_extractor(14, strides, c),
+            "mask_head": mask_head,
+        }
+        rcnn_train = [
+            {
+                "assigner": _assigner(t, t, t, False),
+                "sampler": _sampler(p.rcnn_samples, 0.25, True),
+                "mask_size": 28,
+                "pos_weight": -1,
+                "debug": False,
+            }
+            for t in (0.5, 0.6, 0.7)
+        ]
         # mmdet's cascade config keeps 2000 proposals in training (Mask R-CNN: 1000)
-        rpn_proposal = {"nms_pre": 2 * p.proposals, "max_per_img": 2 * p.proposals,
-                        "nms": {"type": "nms", "iou_threshold": 0.7}, "min_bbox_size": 0}
+        rpn_proposal = {
+            "nms_pre": 2 * p.proposals,
+            "max_per_img": 2 * p.proposals,
+            "nms": {"type": "nms", "iou_threshold": 0.7},
+            "min_bbox_size": 0,
+        }
         det_type = "CascadeRCNN"
     else:
         raise VitbenchError(f"unknown detector {p.detector!r} (expected 'mask_rcnn' or 'cascade_mask_rcnn')")
     return {
-        "type": det_type, "rpn_head": rpn_head, "roi_head": roi_head,
+        "type": det_type,
+        "rpn_head": rpn_head,
+        "roi_head": roi_head,
         "train_cfg": {"rpn": rpn_train, "rpn_proposal": rpn_proposal, "rcnn": rcnn_train},
         "test_cfg": {"rpn": rpn_test, "rcnn": rcnn_test},
     }
@@ -340,13 +438,26 @@ def _pipelines(p: CocoDetProtocol) -> tuple[list[dict[str, Any]], list[dict[str,
         {"type": "LoadImageFromFile", "backend_args": None},
         {"type": "LoadAnnotations", "with_bbox": True, "with_mask": True},
         {"type": "RandomFlip", "prob": p.flip_prob},
-        {"type": "RandomChoice", "transforms": [
-            [multi],
-            [{"type": "RandomChoiceResize", "scales": [(p.max_size, s) for s in p.crop_prescales], "keep_ratio": True},
-             {"type": "RandomCrop", "crop_type": "absolute_range", "crop_size": tuple(p.crop_size),
-              "allow_negative_crop": True},
-             multi],
-        ]},
+        {
+            "type": "RandomChoice",
+            "transforms": [
+                [multi],
+                [
+                    {
+                        "type": "RandomChoiceResize",
+                        "scales": [(p.max_size, s) for s in p.crop_prescales],
+                        "keep_ratio": True,
+                    },
+                    {
+                        "type": "RandomCrop",
+                        "crop_type": "absolute_range",
+                        "crop_size": tuple(p.crop_size),
+                        "allow_negative_crop": True,
+                    },
+                    multi,
+                ],
+            ],
+        },
         {"type": "PackDetInputs"},
     ]
     test = [
@@ -387,19 +498,34 @@ def build_mmdet_config(
     p = protocol
     plan = plan_neck(spec, p.pyramid_strides, p.fpn_channels, p.fpn_num_outs)
     norm = "SyncBN" if p.sync_bn else "BN"
-    fpn = {"type": "FPN", "in_channels": list(plan.in_channels),
-           "out_channels": p.fpn_channels, "num_outs": p.fpn_num_outs}
+    fpn = {
+        "type": "FPN",
+        "in_channels": list(plan.in_channels),
+        "out_channels": p.fpn_channels,
+        "num_outs": p.fpn_num_outs,
+    }
     if plan.kind == "simple_pyramid+fpn":
-        neck: Any = [{"type": PYRAMID_TYPE, "in_channels": list(plan.in_channels), "scales": list(plan.scales),
-                      "norm": norm}, fpn]
+        neck: Any = [
+            {"type": PYRAMID_TYPE, "in_channels": list(plan.in_channels), "scales": list(plan.scales), "norm": norm},
+            fpn,
+        ]
     else:
         neck = fpn
-    backbone = {"type": BACKBONE_TYPE, "encoder": dict(encoder_ref), "drop_path_rate": p.drop_path_rate,
-                "num_heads": p.backbone_num_heads}
+    backbone = {
+        "type": BACKBONE_TYPE,
+        "encoder": dict(encoder_ref),
+        "drop_path_rate": p.drop_path_rate,
+        "num_heads": p.backbone_num_heads,
+    }
     model = {
-        "data_preprocessor": {"type": "DetDataPreprocessor", "mean": [255.0 * m for m in mean],
-                              "std": [255.0 * s for s in std], "bgr_to_rgb": True, "pad_mask": True,
-                              "pad_size_divisor": pad_divisor(spec, plan)},
+        "data_preprocessor": {
+            "type": "DetDataPreprocessor",
+            "mean": [255.0 * m for m in mean],
+            "std": [255.0 * s for s in std],
+            "bgr_to_rgb": True,
+            "pad_mask": True,
+            "pad_size_divisor": pad_divisor(spec, plan),
+        },
         "backbone": backbone,
         "neck": neck,
         **_detector(p, plan, len(classes)),
@@ -410,27 +536,48 @@ def build_mmdet_config(
     metainfo = {"classes": tuple(classes)}
     workers = {"num_workers": p.num_workers, "persistent_workers": p.num_workers > 0}
     train_dataloader = {
-        "batch_size": p.batch_per_gpu, **workers,
+        "batch_size": p.batch_per_gpu,
+        **workers,
         "sampler": {"type": "DefaultSampler", "shuffle": True},
         "batch_sampler": {"type": "AspectRatioBatchSampler"},
-        "dataset": {"type": "CocoDataset", "data_root": root, "metainfo": metainfo,
-                    "ann_file": ann_file(p.train_split), "data_prefix": {"img": f"{p.train_split}/"},
-                    "filter_cfg": {"filter_empty_gt": True, "min_size": 32}, "pipeline": train_pipeline,
-                    "backend_args": None},
+        "dataset": {
+            "type": "CocoDataset",
+            "data_root": root,
+            "metainfo": metainfo,
+            "ann_file": ann_file(p.train_split),
+            "data_prefix": {"img": f"{p.train_split}/"},
+            "filter_cfg": {"filter_empty_gt": True, "min_size": 32},
+            "pipeline": train_pipeline,
+            "backend_args": None,
+        },
     }
     test_dataloader = {
-        "batch_size": 1, **workers, "drop_last": False,
+        "batch_size": 1,
+        **workers,
+        "drop_last": False,
         "sampler": {"type": "DefaultSampler", "shuffle": False},
-        "dataset": {"type": "CocoDataset", "data_root": root, "metainfo": metainfo,
-                    "ann_file": ann_file(p.val_split), "data_prefix": {"img": f"{p.val_split}/"},
-                    "test_mode": True, "pipeline": test_pipeline, "backend_args": None},
+        "dataset": {
+            "type": "CocoDataset",
+            "data_root": root,
+            "metainfo": metainfo,
+            "ann_file": ann_file(p.val_split),
+            "data_prefix": {"img": f"{p.val_split}/"},
+            "test_mode": True,
+            "pipeline": test_pipeline,
+            "backend_args": None,
+        },
     }
     work = Path(work_dir)
     # format_only: mmdet only dumps the detections; vitbench's own COCOeval (coco.coco_metrics) scores them, so
     # there is one metric code path for every engine and it is tested against pycocotools.
-    test_evaluator = {"type": "CocoMetric", "ann_file": str(Path(root) / ann_file(p.val_split)),
-                      "metric": ["bbox", "segm"], "format_only": True,
-                      "outfile_prefix": str(work / "detections" / "coco"), "backend_args": None}
+    test_evaluator = {
+        "type": "CocoMetric",
+        "ann_file": str(Path(root) / ann_file(p.val_split)),
+        "metric": ["bbox", "segm"],
+        "format_only": True,
+        "outfile_prefix": str(work / "detections" / "coco"),
+        "backend_args": None,
+    }
     amp = p.amp and device.startswith("cuda")
     optim_wrapper = {
         "type": "AmpOptimWrapper" if amp else "OptimWrapper",
@@ -439,8 +586,14 @@ def build_mmdet_config(
     }
     param_scheduler = [
         {"type": "LinearLR", "start_factor": p.warmup_ratio, "by_epoch": False, "begin": 0, "end": p.warmup_iters},
-        {"type": "MultiStepLR", "begin": 0, "end": p.epochs, "by_epoch": True, "milestones": list(p.lr_steps),
-         "gamma": 0.1},
+        {
+            "type": "MultiStepLR",
+            "begin": 0,
+            "end": p.epochs,
+            "by_epoch": True,
+            "milestones": list(p.lr_steps),
+            "gamma": 0.1,
+        },
     ]
     return {
         "default_scope": "mmdet",
@@ -461,8 +614,11 @@ def build_mmdet_config(
             "checkpoint": {"type": "CheckpointHook", "interval": p.checkpoint_interval, "max_keep_ckpts": 2},
             "sampler_seed": {"type": "DistSamplerSeedHook"},
         },
-        "env_cfg": {"cudnn_benchmark": False, "mp_cfg": {"mp_start_method": "fork", "opencv_num_threads": 0},
-                    "dist_cfg": {"backend": "nccl" if device.startswith("cuda") else "gloo"}},
+        "env_cfg": {
+            "cudnn_benchmark": False,
+            "mp_cfg": {"mp_start_method": "fork", "opencv_num_threads": 0},
+            "dist_cfg": {"backend": "nccl" if device.startswith("cuda") else "gloo"},
+        },
         # Parameters of the encoder the detector never reaches (a final norm, a class-attention head) would
         # make DDP fail; letting DDP find them is cheaper than pruning per method.
         "model_wrapper_cfg": {"type": "MMDistributedDataParallel", "find_unused_parameters": True},

@@ -51,8 +51,10 @@ def _history_stat(owner: Any, name: str) -> Any:
     admitted object to ``__globals__`` and ``eval``, so only those four attributes of that one class resolve."""
     if owner is HistoryBuffer and name in _HISTORY_STATS:
         return getattr(HistoryBuffer, name)
-    raise UnsafeCheckpointError(f"refusing getattr({getattr(owner, '__name__', type(owner).__name__)}, {name!r}) "
-                                "while unpickling a training checkpoint")
+    raise UnsafeCheckpointError(
+        f"refusing getattr({getattr(owner, '__name__', type(owner).__name__)}, {name!r}) "
+        "while unpickling a training checkpoint"
+    )
 
 
 class _CheckpointUnpickler(safe_pickle.Unpickler):
@@ -85,7 +87,7 @@ def _load_own_checkpoint(filename: str, map_location: Any = None) -> Any:
     anything. Instead the harness's own checkpoints, and only those, come through this scheme, where exactly the
     globals they need are admitted. User checkpoints never pass through here.
     """
-    path = filename[len(OWN_CHECKPOINT):]
+    path = filename[len(OWN_CHECKPOINT) :]
     return torch.load(path, map_location=map_location, pickle_module=_checkpoint_pickle, weights_only=False)
 
 
@@ -101,8 +103,9 @@ def own_last_checkpoint(work_dir: Path | str) -> str | None:
         return None
     ckpt = Path(marker.read_text().strip()).resolve()
     if work not in ckpt.parents:
-        raise VitbenchError(f"{marker}: names {ckpt}, which is outside the run's work folder; delete the marker "
-                            "to start over")
+        raise VitbenchError(
+            f"{marker}: names {ckpt}, which is outside the run's work folder; delete the marker to start over"
+        )
     if not ckpt.is_file():
         raise VitbenchError(f"{marker}: names {ckpt}, which does not exist; delete the marker to start over")
     return OWN_CHECKPOINT + str(ckpt)

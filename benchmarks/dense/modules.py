@@ -40,8 +40,14 @@ def register_live_encoder(encoder: Encoder) -> str:
 def encoder_ref(encoder: Encoder) -> dict[str, Any]:
     """What the generated config stores about the encoder: enough to rebuild it, plus the in-process key."""
     i = encoder.identity
-    return {"key": encoder_key(encoder), "method": i.method, "variant": i.variant, "weights": i.weights_source,
-            "sha256": i.weights_sha256, "seed": i.seed}
+    return {
+        "key": encoder_key(encoder),
+        "method": i.method,
+        "variant": i.variant,
+        "weights": i.weights_source,
+        "sha256": i.weights_sha256,
+        "seed": i.seed,
+    }
 
 
 def set_drop_path(module: nn.Module, rate: float) -> int:
@@ -102,11 +108,14 @@ class EncoderBackbone(nn.Module):
         if live is not None:
             enc = copy.deepcopy(live)
         else:
-            enc = build_encoder(encoder["method"], encoder["variant"], weights=encoder["weights"],
-                                seed=int(encoder.get("seed", 0)))
+            enc = build_encoder(
+                encoder["method"], encoder["variant"], weights=encoder["weights"], seed=int(encoder.get("seed", 0))
+            )
             if encoder.get("sha256") and enc.identity.weights_sha256 != encoder["sha256"]:
-                raise VitbenchError(f"weights {encoder['weights']}: sha256 {enc.identity.weights_sha256} differs "
-                                    f"from the config's {encoder['sha256']}")
+                raise VitbenchError(
+                    f"weights {encoder['weights']}: sha256 {enc.identity.weights_sha256} differs "
+                    f"from the config's {encoder['sha256']}"
+                )
         enc.requires_grad_(True)
         self.drop_path_blocks = set_drop_path(enc, drop_path_rate)
         self.num_heads_changed = set_num_heads(enc, num_heads) if num_heads else 0

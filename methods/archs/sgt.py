@@ -51,8 +51,9 @@ def spectral_residual_saliency(x: torch.Tensor, size: int = 64) -> torch.Tensor:
     Grey image at ``size`` x ``size``; log amplitude spectrum minus its 3x3 local mean (the "spectral residual");
     back to the image domain with the original phase; squared magnitude; a 5x5 Gaussian blur (sigma 8).
     """
-    grey = F.interpolate(x.float().mean(dim=1, keepdim=True), size=(size, size), mode="bilinear",
-                         align_corners=False, antialias=True)
+    grey = F.interpolate(
+        x.float().mean(dim=1, keepdim=True), size=(size, size), mode="bilinear", align_corners=False, antialias=True
+    )
     spec = torch.fft.fft2(grey)
     log_amp = torch.log(spec.abs().clamp_min(1e-8))
     residual = log_amp - F.avg_pool2d(F.pad(log_amp, (1, 1, 1, 1), mode="replicate"), 3, stride=1)
@@ -84,8 +85,14 @@ class SaliencyGuidedViT(VisionTransformer):
     Every forward takes an optional ``saliency`` map; see the module docstring for what happens with and without it.
     """
 
-    def __init__(self, *args: Any, masked_depth: int | None = None, keep_ratio: float = 64 / 196,
-                 saliency_model: str | None = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        *args: Any,
+        masked_depth: int | None = None,
+        keep_ratio: float = 64 / 196,
+        saliency_model: str | None = None,
+        **kwargs: Any,
+    ) -> None:
         super().__init__(*args, **kwargs)
         depth = len(self.blocks)
         self.masked_depth = depth - 1 if masked_depth is None else masked_depth
@@ -119,7 +126,7 @@ class SaliencyGuidedViT(VisionTransformer):
         """Yield ``(block index, [B, 1+N, D] tokens)`` after blocks ``0..last`` of the saliency-guided forward."""
         b = x.shape[0]
         tokens = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))
-        emb = tokens[:, self.num_prefix_tokens:]  # patch embeddings (+ pos): the residual's source
+        emb = tokens[:, self.num_prefix_tokens :]  # patch embeddings (+ pos): the residual's source
         cls = self.norm_pre(self.cls_token.expand(b, -1, -1))  # EG-ViT: the raw cls_token, no pos_embed term
         h = torch.cat([cls, emb], dim=1)
         attn_mask = torch.cat([keep.new_ones(b, 1), keep], dim=1)[:, None, None, :]  # [B, 1, 1, 1+N], keys only
@@ -134,8 +141,13 @@ class SaliencyGuidedViT(VisionTransformer):
             h = self.blocks[i](h)
             yield i, h
 
-    def forward_features(self, x: torch.Tensor, saliency: torch.Tensor | None = None,
-                         attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+    def forward_features(
+        self,
+        x: torch.Tensor,
+        saliency: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
         """``[B, 3, H, W] -> [B, 1 + N, D]`` (normed). Saliency-guided when a map is given or computed."""
         keep = self.keep_mask(x, saliency) if attn_mask is None and not is_causal else None
         if keep is None:
@@ -143,22 +155,44 @@ class SaliencyGuidedViT(VisionTransformer):
         _, h = deque(self._guided_blocks(x, keep, len(self.blocks) - 1), maxlen=1)[0]  # the last block's output
         return self.norm(h)
 
-    def forward(self, x: torch.Tensor, saliency: torch.Tensor | None = None, attn_mask: torch.Tensor | None = None,
-                is_causal: bool = False) -> torch.Tensor:
+    def forward(
+        self,
+        x: torch.Tensor,
+        saliency: torch.Tensor | None = None,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> torch.Tensor:
         return self.forward_head(self.forward_features(x, saliency, attn_mask=attn_mask, is_causal=is_causal))
 
-    def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | None = None,
-                              return_prefix_tokens: bool = False, norm: bool = False, stop_early: bool = False,
-                              output_fmt: str = "NCHW", intermediates_only: bool = False, output_dict: bool = False,
-                              attn_mask: torch.Tensor | None = None, is_causal: bool = False,
-                              saliency: torch.Tensor | None = None) -> Any:
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+        output_dict: bool = False,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        saliency: torch.Tensor | None = None,
+    ) -> Any:
         """timm's ``forward_intermediates`` plus ``saliency``; without one it is ``VisionTransformer``'s own."""
         keep = self.keep_mask(x, saliency) if attn_mask is None and not is_causal else None
         if keep is None:
             return super().forward_intermediates(
-                x, indices=indices, return_prefix_tokens=return_prefix_tokens, norm=norm, stop_early=stop_early,
-                output_fmt=output_fmt, intermediates_only=intermediates_only, output_dict=output_dict,
-                attn_mask=attn_mask, is_causal=is_causal)
+                x,
+                indices=indices,
+                return_prefix_tokens=return_prefix_tokens,
+                norm=norm,
+                stop_early=stop_early,
+                output_fmt=output_fmt,
+                intermediates_only=intermediates_only,
+                output_dict=output_dict,
+                attn_mask=attn_mask,
+                is_causal=is_causal,
+            )
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError("output_fmt must be 'NCHW' or 'NLC'")
         take, max_index = feature_take_indices(len(self.blocks), indices)
@@ -170,7 +204,7 @@ class SaliencyGuidedViT(VisionTransformer):
             if i in take:
                 inter.append(self.norm(h) if norm else h)
         prefix = [y[:, : self.num_prefix_tokens] for y in inter]
-        inter = [y[:, self.num_prefix_tokens:] for y in inter]
+        inter = [y[:, self.num_prefix_tokens :] for y in inter]
         if output_fmt == "NCHW":
             inter = [y.reshape(b, gh, gw, -1).permute(0, 3, 1, 2).contiguous() for y in inter]
         if output_dict:
@@ -187,9 +221,20 @@ class SaliencyGuidedViT(VisionTransformer):
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
     # EG-ViT's eval transform: resize to 224 (no crop), bilinear, Normalize(mean 0.5, std 0.3).
-    return {"url": "", "num_classes": 1000, "input_size": (3, 224, 224), "pool_size": None, "crop_pct": 1.0,
-            "interpolation": "bilinear", "fixed_input_size": True, "mean": (0.5, 0.5, 0.5), "std": (0.3, 0.3, 0.3),
-            "first_conv": "patch_embed.proj", "classifier": "head", **kwargs}
+    return {
+        "url": "",
+        "num_classes": 1000,
+        "input_size": (3, 224, 224),
+        "pool_size": None,
+        "crop_pct": 1.0,
+        "interpolation": "bilinear",
+        "fixed_input_size": True,
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.3, 0.3, 0.3),
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+        **kwargs,
+    }
 
 
 default_cfgs = generate_default_cfgs({"sgt_vit_small_patch16_224": _cfg()})
@@ -202,7 +247,11 @@ def sgt_vit_small_patch16_224(pretrained: bool = False, **kwargs: Any) -> Salien
         raise VitbenchError("SGT has no released weights; pass --weights PATH to a checkpoint you trained")
     args = {"patch_size": 16, "embed_dim": 384, "depth": 12, "num_heads": 6, **kwargs}
     out_indices = args.pop("out_indices", 3)
-    return build_model_with_cfg(SaliencyGuidedViT, "sgt_vit_small_patch16_224", pretrained,
-                                pretrained_filter_fn=checkpoint_filter_fn,
-                                feature_cfg=dict(out_indices=out_indices, feature_cls="getter"), **args)
-
+    return build_model_with_cfg(
+        SaliencyGuidedViT,
+        "sgt_vit_small_patch16_224",
+        pretrained,
+        pretrained_filter_fn=checkpoint_filter_fn,
+        feature_cfg=dict(out_indices=out_indices, feature_cls="getter"),
+        **args,
+    )

@@ -62,8 +62,14 @@ __all__ = ["SPViT", "SpatialPriorAttention", "SPViTBlock", "ConvStemPatchEmbed"]
 class ConvStemPatchEmbed(nn.Module):
     """LV-ViT's 4-conv patch embedding: ``[B, C_in, H, W] -> [B, D, H/p, W/p]`` (NCHW, as the official code)."""
 
-    def __init__(self, img_size: int | tuple[int, int] = 224, patch_size: int = 16, in_chans: int = 3,
-                 embed_dim: int = 384, stem_chs: int = 64) -> None:
+    def __init__(
+        self,
+        img_size: int | tuple[int, int] = 224,
+        patch_size: int = 16,
+        in_chans: int = 3,
+        embed_dim: int = 384,
+        stem_chs: int = 64,
+    ) -> None:
         super().__init__()
         if patch_size % 2:
             raise ValueError(f"SP-ViT's stem halves the image first: patch_size must be even, got {patch_size}")
@@ -109,8 +115,15 @@ class SpatialPriorAttention(nn.Module):
     the SP-SA blocks). See the module docstring for the formula.
     """
 
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False, qk_scale: float | None = None,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"dim {dim} is not divisible by num_heads {num_heads}")
@@ -129,8 +142,9 @@ class SpatialPriorAttention(nn.Module):
         """The prior ``P`` as ``[heads, N, N]`` (query, key) for an ``(H, W)`` grid."""
         h, w = grid
         weight = self.w1.weight
-        dy, dx = torch.meshgrid(torch.arange(1 - h, h, device=weight.device),
-                                torch.arange(1 - w, w, device=weight.device), indexing="ij")
+        dy, dx = torch.meshgrid(
+            torch.arange(1 - h, h, device=weight.device), torch.arange(1 - w, w, device=weight.device), indexing="ij"
+        )
         offsets = torch.stack([dx.flatten(), dy.flatten()], dim=-1).to(weight.dtype)  # w1 reads (dx, dy)
         hidden = F.relu(self.w1(offsets)).view(-1, self.num_heads, weight.shape[0] // self.num_heads)
         table = (hidden * self.w2.view(1, self.num_heads, -1)).sum(-1) + self.b2  # [(2H-1)(2W-1), heads]
@@ -152,8 +166,15 @@ class SpatialPriorAttention(nn.Module):
 class Attention(nn.Module):
     """Plain multi-head self-attention with the official key names (``qkv``, ``proj``). ``[B, N, C] -> [B, N, C]``."""
 
-    def __init__(self, dim: int, num_heads: int = 8, qkv_bias: bool = False, qk_scale: float | None = None,
-                 attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int = 8,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
         super().__init__()
         self.num_heads = num_heads
         self.scale = qk_scale or (dim // num_heads) ** -0.5
@@ -165,8 +186,9 @@ class Attention(nn.Module):
     def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(q, k, v, dropout_p=self.attn_drop if self.training else 0.0,
-                                           scale=self.scale)
+        x = F.scaled_dot_product_attention(
+            q, k, v, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
+        )
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, c)))
 
 
@@ -190,17 +212,28 @@ class SPViTBlock(nn.Module):
     ``[B, P + H*W, C] -> same``; ``P`` (0 or 1 CLS token) is inferred from the token count and the grid.
     """
 
-    def __init__(self, dim: int, num_heads: int, mlp_ratio: float = 3.0, qkv_bias: bool = False,
-                 qk_scale: float | None = None, proj_drop: float = 0.0, attn_drop: float = 0.0,
-                 drop_path: float = 0.0, norm_layer: type[nn.Module] = nn.LayerNorm, skip_lam: float = 1.0,
-                 use_spsa: bool = False) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        mlp_ratio: float = 3.0,
+        qkv_bias: bool = False,
+        qk_scale: float | None = None,
+        proj_drop: float = 0.0,
+        attn_drop: float = 0.0,
+        drop_path: float = 0.0,
+        norm_layer: type[nn.Module] = nn.LayerNorm,
+        skip_lam: float = 1.0,
+        use_spsa: bool = False,
+    ) -> None:
         super().__init__()
         self.skip_lam = skip_lam
         self.use_spsa = use_spsa
         self.norm1 = norm_layer(dim)
         attn_cls = SpatialPriorAttention if use_spsa else Attention
-        self.attn = attn_cls(dim, num_heads=num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop,
-                             proj_drop=proj_drop)
+        self.attn = attn_cls(
+            dim, num_heads=num_heads, qkv_bias=qkv_bias, qk_scale=qk_scale, attn_drop=attn_drop, proj_drop=proj_drop
+        )
         self.drop_path = DropPath(drop_path) if drop_path > 0.0 else nn.Identity()
         self.norm2 = norm_layer(dim)
         self.mlp = Mlp(in_features=dim, hidden_features=int(dim * mlp_ratio), act_layer=nn.GELU, drop=proj_drop)
@@ -269,11 +302,24 @@ class SPViT(nn.Module):
         self.pos_embed = nn.Parameter(torch.zeros(1, self.patch_embed.num_patches + self.num_pos_prefix, embed_dim))
         self.pos_drop = nn.Dropout(drop_rate)
         dpr = [drop_path_rate * i / max(depth - 1, 1) for i in range(depth)]  # linear decay, no tensor (meta-safe)
-        self.blocks = nn.ModuleList([
-            SPViTBlock(embed_dim, num_heads, mlp_ratio, qkv_bias, qk_scale, drop_rate, attn_drop_rate, dpr[i],
-                       nn.LayerNorm, skip_lam, use_spsa=use_spsa and i < local_up_to_layer)
-            for i in range(depth)
-        ])
+        self.blocks = nn.ModuleList(
+            [
+                SPViTBlock(
+                    embed_dim,
+                    num_heads,
+                    mlp_ratio,
+                    qkv_bias,
+                    qk_scale,
+                    drop_rate,
+                    attn_drop_rate,
+                    dpr[i],
+                    nn.LayerNorm,
+                    skip_lam,
+                    use_spsa=use_spsa and i < local_up_to_layer,
+                )
+                for i in range(depth)
+            ]
+        )
         self.norm = nn.LayerNorm(embed_dim)  # torch's default eps=1e-5, as the official code
         self.head = nn.Linear(embed_dim, num_classes) if num_classes > 0 else nn.Identity()
         if aux_head:
@@ -323,8 +369,12 @@ class SPViT(nn.Module):
                 f"input gives a {grid[0]}x{grid[1]} token grid but the model was built for "
                 f"{self.patch_embed.grid_size}; build it with dynamic_img_size=True to resample pos_embed"
             )
-        return resample_abs_pos_embed(self.pos_embed, new_size=list(grid), old_size=list(self.patch_embed.grid_size),
-                                      num_prefix_tokens=self.num_pos_prefix)
+        return resample_abs_pos_embed(
+            self.pos_embed,
+            new_size=list(grid),
+            old_size=list(self.patch_embed.grid_size),
+            num_prefix_tokens=self.num_pos_prefix,
+        )
 
     def _embed(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         """``[B, 3, H, W] -> ([B, N (+1 if local_up_to_layer == 0), D], (H/p, W/p))``."""
@@ -350,12 +400,12 @@ class SPViT(nn.Module):
 
     def forward_head(self, x: torch.Tensor, pre_logits: bool = False) -> torch.Tensor:
         """``[B, 1 + N, D] -> [B, D]`` (pre_logits) or logits ``head(cls) + 0.5 * max aux_head(patches)``."""
-        feat = x[:, 0] if self.global_pool == "token" else x[:, self.num_prefix_tokens:].mean(dim=1)
+        feat = x[:, 0] if self.global_pool == "token" else x[:, self.num_prefix_tokens :].mean(dim=1)
         if pre_logits:
             return feat
         out = self.head(feat)
         if self.use_aux_head and self.num_classes > 0:
-            out = out + 0.5 * self.aux_head(x[:, self.num_prefix_tokens:]).max(dim=1)[0]
+            out = out + 0.5 * self.aux_head(x[:, self.num_prefix_tokens :]).max(dim=1)[0]
         return out
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -401,8 +451,9 @@ class SPViT(nn.Module):
             return out
         return self.norm(x), out
 
-    def prune_intermediate_layers(self, indices: int | list[int] = 1, prune_norm: bool = False,
-                                  prune_head: bool = True) -> list[int]:
+    def prune_intermediate_layers(
+        self, indices: int | list[int] = 1, prune_norm: bool = False, prune_head: bool = True
+    ) -> list[int]:
         take, max_index = feature_take_indices(len(self.blocks), indices)
         self.blocks = self.blocks[: max_index + 1]
         if prune_norm:
@@ -432,33 +483,49 @@ def _cfg(**kwargs: Any) -> dict[str, Any]:
 
 
 # crop_pct as the official default_cfgs: 0.9 for S, 1.0 for M and L.
-default_cfgs = generate_default_cfgs({
-    "spvit_s": _cfg(),
-    "spvit_m": _cfg(crop_pct=1.0),
-    "spvit_l": _cfg(crop_pct=1.0),
-    "spvit_l_public": _cfg(crop_pct=1.0),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        "spvit_s": _cfg(),
+        "spvit_m": _cfg(crop_pct=1.0),
+        "spvit_l": _cfg(crop_pct=1.0),
+        "spvit_l_public": _cfg(crop_pct=1.0),
+    }
+)
 
 # The official constructors' arguments plus the local_up_to_layer their training scripts pass (M: the default 10).
 MODEL_ARGS: dict[str, dict[str, Any]] = {
-    "spvit_s": dict(embed_dim=384, depth=16, num_heads=6, mlp_ratio=3.0, skip_lam=2.0, stem_chs=64,
-                    local_up_to_layer=14),
-    "spvit_m": dict(embed_dim=512, depth=20, num_heads=8, mlp_ratio=3.0, skip_lam=2.0, stem_chs=64,
-                    local_up_to_layer=10),
-    "spvit_l": dict(embed_dim=768, depth=24, num_heads=12, mlp_ratio=3.0, skip_lam=3.0, stem_chs=128,
-                    local_up_to_layer=22),
-    "spvit_l_public": dict(embed_dim=768, depth=24, num_heads=12, mlp_ratio=3.0, skip_lam=3.0, stem_chs=128,
-                           local_up_to_layer=22, use_spsa=False),
+    "spvit_s": dict(
+        embed_dim=384, depth=16, num_heads=6, mlp_ratio=3.0, skip_lam=2.0, stem_chs=64, local_up_to_layer=14
+    ),
+    "spvit_m": dict(
+        embed_dim=512, depth=20, num_heads=8, mlp_ratio=3.0, skip_lam=2.0, stem_chs=64, local_up_to_layer=10
+    ),
+    "spvit_l": dict(
+        embed_dim=768, depth=24, num_heads=12, mlp_ratio=3.0, skip_lam=3.0, stem_chs=128, local_up_to_layer=22
+    ),
+    "spvit_l_public": dict(
+        embed_dim=768,
+        depth=24,
+        num_heads=12,
+        mlp_ratio=3.0,
+        skip_lam=3.0,
+        stem_chs=128,
+        local_up_to_layer=22,
+        use_spsa=False,
+    ),
 }
 
 
 def _create(variant: str, pretrained: bool = False, **kwargs: Any) -> SPViT:
     if pretrained:
-        raise VitbenchError(f"{variant}: timm has no weights for SP-ViT; load the official release through "
-                            "methods.spvit (vitbench run --method spvit --weights PATH)")
+        raise VitbenchError(
+            f"{variant}: timm has no weights for SP-ViT; load the official release through "
+            "methods.spvit (vitbench run --method spvit --weights PATH)"
+        )
     args = {"patch_size": 16, **MODEL_ARGS[variant], **kwargs}
-    return build_model_with_cfg(SPViT, variant, pretrained, feature_cfg=dict(out_indices=3, feature_cls="getter"),
-                                **args)
+    return build_model_with_cfg(
+        SPViT, variant, pretrained, feature_cfg=dict(out_indices=3, feature_cls="getter"), **args
+    )
 
 
 @register_model

@@ -90,8 +90,9 @@ class ViTVQGANEncoder(VisionTransformer):
             return tuple(self.patch_embed.dynamic_feat_size(x.shape[-2:]))
         return tuple(self.patch_embed.grid_size)
 
-    def forward_features(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None,
-                         is_causal: bool = False) -> torch.Tensor:
+    def forward_features(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
+    ) -> torch.Tensor:
         """``[B, 3, H, W] -> z_e [B, N, D]`` (pre-quantisation)."""
         h = self.patch_embed(x)
         h = self.norm_pre(self.patch_drop(self._pos_embed(h)))
@@ -99,18 +100,34 @@ class ViTVQGANEncoder(VisionTransformer):
             h = blk(h, attn_mask=attn_mask, is_causal=is_causal) if attn_mask is not None or is_causal else blk(h)
         return self.output_stage(h)
 
-    def forward_intermediates(self, x: torch.Tensor, indices: int | list[int] | None = None,
-                              return_prefix_tokens: bool = False, norm: bool = False, stop_early: bool = False,
-                              output_fmt: str = "NCHW", intermediates_only: bool = False, output_dict: bool = False,
-                              attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> Any:
+    def forward_intermediates(
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        return_prefix_tokens: bool = False,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+        output_dict: bool = False,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+    ) -> Any:
         """``VisionTransformer``'s, except that ``norm=True`` applies the whole output stage (LayerNorm + tanh FFN)."""
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError("output_fmt must be 'NCHW' or 'NLC'")
         if output_dict:
             raise NotImplementedError("output_dict is not supported by ViTVQGANEncoder")
         final, inter = super().forward_intermediates(
-            x, indices=indices, norm=False, stop_early=stop_early, output_fmt="NLC", intermediates_only=False,
-            attn_mask=attn_mask, is_causal=is_causal)
+            x,
+            indices=indices,
+            norm=False,
+            stop_early=stop_early,
+            output_fmt="NLC",
+            intermediates_only=False,
+            attn_mask=attn_mask,
+            is_causal=is_causal,
+        )
         if norm:
             inter = [self.output_stage(y) for y in inter]
         if output_fmt == "NCHW":
@@ -132,23 +149,37 @@ class ViTVQGANEncoder(VisionTransformer):
 
 
 def _cfg(**kwargs: Any) -> dict[str, Any]:
-    return {"url": "", "num_classes": 0, "input_size": (3, 256, 256), "pool_size": None, "crop_pct": 1.0,
-            "interpolation": "bicubic", "fixed_input_size": True, "mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5),
-            "first_conv": "patch_embed.proj", "classifier": "head", **kwargs}
+    return {
+        "url": "",
+        "num_classes": 0,
+        "input_size": (3, 256, 256),
+        "pool_size": None,
+        "crop_pct": 1.0,
+        "interpolation": "bicubic",
+        "fixed_input_size": True,
+        "mean": (0.5, 0.5, 0.5),
+        "std": (0.5, 0.5, 0.5),
+        "first_conv": "patch_embed.proj",
+        "classifier": "head",
+        **kwargs,
+    }
 
 
-default_cfgs = generate_default_cfgs({
-    "vit_vqgan_small_patch8_256": _cfg(),
-    "vit_vqgan_base_patch8_256": _cfg(),
-})
+default_cfgs = generate_default_cfgs(
+    {
+        "vit_vqgan_small_patch8_256": _cfg(),
+        "vit_vqgan_base_patch8_256": _cfg(),
+    }
+)
 
 
 def _create(variant: str, pretrained: bool, **kwargs: Any) -> ViTVQGANEncoder:
     if pretrained:
         raise VitbenchError("ViT-VQGAN has no released weights; pass --weights PATH to a checkpoint you trained")
     out_indices = kwargs.pop("out_indices", 3)
-    return build_model_with_cfg(ViTVQGANEncoder, variant, pretrained,
-                                feature_cfg=dict(out_indices=out_indices, feature_cls="getter"), **kwargs)
+    return build_model_with_cfg(
+        ViTVQGANEncoder, variant, pretrained, feature_cfg=dict(out_indices=out_indices, feature_cls="getter"), **kwargs
+    )
 
 
 @register_model

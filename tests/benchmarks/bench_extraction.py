@@ -50,8 +50,16 @@ def test_extraction_vs_bare_timm_loop(benchmark, imagefolder: Path) -> None:  # 
     def ours() -> None:
         with tempfile.TemporaryDirectory() as cache:  # a cold cache every round: we time extraction itself
             key = FeatureKey(enc.identity.weights_id, split.fingerprint(), "train", tdesc, "global")
-            extract(lambda x: {"global": enc.forward_global(x)}, dataset, key, cache_dir=Path(cache),
-                    device="cpu", batch_size=BATCH, num_workers=0, progress=False)
+            extract(
+                lambda x: {"global": enc.forward_global(x)},
+                dataset,
+                key,
+                cache_dir=Path(cache),
+                device="cpu",
+                batch_size=BATCH,
+                num_workers=0,
+                progress=False,
+            )
 
     benchmark.pedantic(ours, rounds=rounds, warmup_rounds=1)
     ratio = benchmark.stats.stats.mean / bare_s

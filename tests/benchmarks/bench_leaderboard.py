@@ -30,8 +30,12 @@ MAX_RATIO = 10.0
 def results(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("bench") / "results"
     write_records(root, bulk_records(N_RECORDS), validate=False)
-    rows = [reported_row(task, f"method{m}", f"v{v}", "top1", 70.0 + m / 4) for task in BULK_TASKS
-            for m in range(20) for v in range(5)]
+    rows = [
+        reported_row(task, f"method{m}", f"v{v}", "top1", 70.0 + m / 4)
+        for task in BULK_TASKS
+        for m in range(20)
+        for v in range(5)
+    ]
     write_paper(root, "bulk", rows)
     return root
 
@@ -53,12 +57,20 @@ def test_build_10k_records(benchmark, results: Path) -> None:
     out = results.parent / "site"
     baseline = _json_baseline(results)
 
-    report = benchmark.pedantic(build_site, args=(results, out), kwargs={"harness_lookup": harnesses.get},
-                                rounds=3, iterations=1, warmup_rounds=1)
+    report = benchmark.pedantic(
+        build_site,
+        args=(results, out),
+        kwargs={"harness_lookup": harnesses.get},
+        rounds=3,
+        iterations=1,
+        warmup_rounds=1,
+    )
     build = statistics.mean(benchmark.stats.stats.data)
     benchmark.extra_info.update(json_baseline_s=round(baseline, 3), ratio=round(build / baseline, 2))
-    print(f"\nbuild {build:.2f} s for {N_RECORDS} records; json baseline {baseline:.2f} s; "
-          f"ratio {build / baseline:.2f}; {report.pages} pages")
+    print(
+        f"\nbuild {build:.2f} s for {N_RECORDS} records; json baseline {baseline:.2f} s; "
+        f"ratio {build / baseline:.2f}; {report.pages} pages"
+    )
 
     assert report.records == N_RECORDS and not report.rejected
     assert (out / "tasks" / "task0.html").exists()

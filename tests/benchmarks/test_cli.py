@@ -22,10 +22,24 @@ def _run(capsys: pytest.CaptureFixture, *argv: str) -> tuple[int, str, str]:
 
 
 @pytest.mark.parametrize("task", ["knn", "linear"])
-def test_smoke_run_writes_a_valid_record(task: str, imagefolder: Path, tmp_path: Path,
-                                         capsys: pytest.CaptureFixture) -> None:
-    code, out, _ = _run(capsys, "run", "--method", "dino", "--task", task, "--data", str(imagefolder),
-                        "--weights", "random", "--smoke", "--out", str(tmp_path))
+def test_smoke_run_writes_a_valid_record(
+    task: str, imagefolder: Path, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    code, out, _ = _run(
+        capsys,
+        "run",
+        "--method",
+        "dino",
+        "--task",
+        task,
+        "--data",
+        str(imagefolder),
+        "--weights",
+        "random",
+        "--smoke",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0, out
     record = tmp_path / "runs" / task / "dino" / "vits16__seed0.json"
     data = json.loads(record.read_text())
@@ -34,8 +48,21 @@ def test_smoke_run_writes_a_valid_record(task: str, imagefolder: Path, tmp_path:
     assert data["provenance"]["versions"]["torch"] and data["provenance"]["command"].startswith("vitbench run")
     assert _run(capsys, "validate", str(record))[0] == 0
     # Re-running skips the existing record; --force runs again.
-    code, out, _ = _run(capsys, "run", "--method", "dino", "--task", task, "--data", str(imagefolder),
-                        "--weights", "random", "--smoke", "--out", str(tmp_path))
+    code, out, _ = _run(
+        capsys,
+        "run",
+        "--method",
+        "dino",
+        "--task",
+        task,
+        "--data",
+        str(imagefolder),
+        "--weights",
+        "random",
+        "--smoke",
+        "--out",
+        str(tmp_path),
+    )
     assert code == 0 and "skipped" in out
 
 
@@ -50,17 +77,24 @@ def test_methods_and_tasks_json(capsys: pytest.CaptureFixture) -> None:
     assert code == 0 and tasks["knn"]["protocol_version"] == 1 and "top1" in tasks["linear"]["metrics"]
 
 
-@pytest.mark.parametrize(("argv", "needle"), [
-    (["run", "--method", "dino:vitz", "--task", "knn", "--data", "."], "unknown variant 'vitz'"),
-    (["run", "--method", "dinoo", "--task", "knn", "--data", "."], "did you mean 'dino'"),
-    (["run", "--method", "dino", "--task", "knnn", "--data", "."], "did you mean 'knn'"),
-    (["run", "--method", "dino", "--task", "knn", "--data", "/nonexistent/x", "--weights", "random"],
-     "/nonexistent/x: data folder does not exist"),
-    (["run", "--method", "dino", "--task", "knn", "--data", ".", "--weights", "random", "--device", "tpu"],
-     "--device tpu"),
-    (["data", "synth", "nope", "--out", "x"], "unknown synthetic dataset kind"),
-    (["inspect-weights", "--method", "dino", "--weights", "/nonexistent.pth"], "no such checkpoint file"),
-])
+@pytest.mark.parametrize(
+    ("argv", "needle"),
+    [
+        (["run", "--method", "dino:vitz", "--task", "knn", "--data", "."], "unknown variant 'vitz'"),
+        (["run", "--method", "dinoo", "--task", "knn", "--data", "."], "did you mean 'dino'"),
+        (["run", "--method", "dino", "--task", "knnn", "--data", "."], "did you mean 'knn'"),
+        (
+            ["run", "--method", "dino", "--task", "knn", "--data", "/nonexistent/x", "--weights", "random"],
+            "/nonexistent/x: data folder does not exist",
+        ),
+        (
+            ["run", "--method", "dino", "--task", "knn", "--data", ".", "--weights", "random", "--device", "tpu"],
+            "--device tpu",
+        ),
+        (["data", "synth", "nope", "--out", "x"], "unknown synthetic dataset kind"),
+        (["inspect-weights", "--method", "dino", "--weights", "/nonexistent.pth"], "no such checkpoint file"),
+    ],
+)
 def test_user_errors_exit_1_with_one_line(argv: list[str], needle: str, capsys: pytest.CaptureFixture) -> None:
     code, _, err = _run(capsys, *argv)
     assert code == 1
@@ -73,8 +107,23 @@ def test_usage_errors_exit_2(argv: list[str], capsys: pytest.CaptureFixture) -> 
 
 
 def test_unknown_protocol_override(imagefolder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    code, _, err = _run(capsys, "run", "--method", "dino", "--task", "knn", "--data", str(imagefolder),
-                        "--weights", "random", "--smoke", "--out", str(tmp_path), "--set", "kk=3")
+    code, _, err = _run(
+        capsys,
+        "run",
+        "--method",
+        "dino",
+        "--task",
+        "knn",
+        "--data",
+        str(imagefolder),
+        "--weights",
+        "random",
+        "--smoke",
+        "--out",
+        str(tmp_path),
+        "--set",
+        "kk=3",
+    )
     assert code == 1 and "--set" in err and not (tmp_path / "runs").exists()
 
 

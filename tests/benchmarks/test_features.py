@@ -52,8 +52,16 @@ def test_second_extraction_hits_the_cache(tmp_path: Path) -> None:
 def test_interrupted_extraction_resumes(tmp_path: Path) -> None:
     calls: list[int] = []
     with pytest.raises(RuntimeError, match="interrupted"):
-        extract(_fn(calls), _Toy(12, fail_at=9), KEY, cache_dir=tmp_path, device="cpu", batch_size=2,
-                num_workers=0, flush_every=1)
+        extract(
+            _fn(calls),
+            _Toy(12, fail_at=9),
+            KEY,
+            cache_dir=tmp_path,
+            device="cpu",
+            batch_size=2,
+            num_workers=0,
+            flush_every=1,
+        )
     assert sum(calls) == 8  # four batches done and checkpointed before the failing one
     calls.clear()
     out = extract(_fn(calls), _Toy(12), KEY, cache_dir=tmp_path, device="cpu", batch_size=2, num_workers=0)

@@ -26,8 +26,22 @@ def test_synth_layout_and_determinism(data: Path, tmp_path: Path) -> None:
 
 
 def _run_knn(data: Path, out: Path, capsys: pytest.CaptureFixture) -> tuple[int, str]:
-    code = main(["run", "--method", "dino", "--task", "knn", "--data", str(data), "--weights", "random", "--smoke",
-                 "--out", str(out)])
+    code = main(
+        [
+            "run",
+            "--method",
+            "dino",
+            "--task",
+            "knn",
+            "--data",
+            str(data),
+            "--weights",
+            "random",
+            "--smoke",
+            "--out",
+            str(out),
+        ]
+    )
     return code, capsys.readouterr().err
 
 

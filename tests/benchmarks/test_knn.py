@@ -31,8 +31,9 @@ def test_weighted_vote_by_hand() -> None:
 
 def test_k_larger_than_train_set_is_clipped() -> None:
     train = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
-    top1, _ = knn_classify(train, torch.arange(5) % 2, train, torch.arange(5) % 2, k=200, temperature=0.07,
-                           num_classes=2)
+    top1, _ = knn_classify(
+        train, torch.arange(5) % 2, train, torch.arange(5) % 2, k=200, temperature=0.07, num_classes=2
+    )
     assert 0.0 <= top1 <= 100.0
 
 

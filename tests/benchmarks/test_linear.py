@@ -36,8 +36,19 @@ def test_per_head_learning_rates_match_separate_training() -> None:
     x, y = torch.randn(64, 5), torch.randint(0, 3, (64,))
     lrs = (0.01, 0.5)
     torch.manual_seed(1)
-    grid = train_head_grid({"f": x}, y, 3, lrs, epochs=3, batch_size=16, momentum=0.9, weight_decay=0.0, seed=0,
-                           device="cpu", progress=False)
+    grid = train_head_grid(
+        {"f": x},
+        y,
+        3,
+        lrs,
+        epochs=3,
+        batch_size=16,
+        momentum=0.9,
+        weight_decay=0.0,
+        seed=0,
+        device="cpu",
+        progress=False,
+    )
     for h, lr in enumerate(lrs):
         torch.manual_seed(1)  # the same initial weights as the grid's stacked matrix
         stacked = torch.nn.Linear(5, len(lrs) * 3)

@@ -12,15 +12,26 @@ from benchmarks.records import load_record, parse_record, write_record
 from methods.errors import RecordError
 
 GOOD = {
-    "schema_version": 1, "method": "dino", "variant": "vits16", "arch": "vit_small_patch16_224",
+    "schema_version": 1,
+    "method": "dino",
+    "variant": "vits16",
+    "arch": "vit_small_patch16_224",
     "weights": {"source": "/w/dino.pth", "sha256": "a" * 64},
     "task": "knn",
     "protocol": {"name": "dino-knn", "version": 1, "hash": "0123456789abcdef", "config": {"ks": [20]}},
     "dataset": {"name": "imagenet", "split": "train->val", "fingerprint": "deadbeefdeadbeef", "n_samples": 50000},
-    "metrics": {"top1": 74.5}, "metric_meta": {"top1": {"higher_is_better": True, "unit": "%", "lo": 0, "hi": 100}},
-    "seed": 0, "track": "paper",
-    "provenance": {"vitbench_version": "0.1.0", "versions": {"torch": "2.14.1"}, "device": "cpu",
-                   "started_at": "2026-11-23T00:00:00Z", "wall_s": 1.0, "command": "vitbench run"},
+    "metrics": {"top1": 74.5},
+    "metric_meta": {"top1": {"higher_is_better": True, "unit": "%", "lo": 0, "hi": 100}},
+    "seed": 0,
+    "track": "paper",
+    "provenance": {
+        "vitbench_version": "0.1.0",
+        "versions": {"torch": "2.14.1"},
+        "device": "cpu",
+        "started_at": "2026-11-23T00:00:00Z",
+        "wall_s": 1.0,
+        "command": "vitbench run",
+    },
 }
 
 
@@ -41,21 +52,24 @@ def test_good_record_parses() -> None:
     assert parse_record(GOOD).metrics["top1"] == 74.5
 
 
-@pytest.mark.parametrize(("path", "value", "field"), [
-    ("method", "<script>alert(1)</script>", "method"),
-    ("variant", "vits16\x1b[31m", "variant"),
-    ("metrics.top1", float("nan"), "metrics.top1"),
-    ("metrics.top1", 101.0, "metrics.top1"),
-    ("metric_meta", {}, "metric_meta.top1"),
-    ("weights.sha256", "xyz", "weights.sha256"),
-    ("weights.sha256", None, "weights.sha256"),
-    ("track", "leaderboard", "track"),
-    ("provenance", KeyError, "provenance"),
-    ("provenance.command", "rm -rf /\x07", "provenance.command"),
-    ("protocol.version", 0, "protocol.version"),
-    ("seed", -1, "seed"),
-    ("unexpected", 1, "unexpected"),
-])
+@pytest.mark.parametrize(
+    ("path", "value", "field"),
+    [
+        ("method", "<script>alert(1)</script>", "method"),
+        ("variant", "vits16\x1b[31m", "variant"),
+        ("metrics.top1", float("nan"), "metrics.top1"),
+        ("metrics.top1", 101.0, "metrics.top1"),
+        ("metric_meta", {}, "metric_meta.top1"),
+        ("weights.sha256", "xyz", "weights.sha256"),
+        ("weights.sha256", None, "weights.sha256"),
+        ("track", "leaderboard", "track"),
+        ("provenance", KeyError, "provenance"),
+        ("provenance.command", "rm -rf /\x07", "provenance.command"),
+        ("protocol.version", 0, "protocol.version"),
+        ("seed", -1, "seed"),
+        ("unexpected", 1, "unexpected"),
+    ],
+)
 def test_broken_records_name_the_field(path: str, value: object, field: str, tmp_path: Path) -> None:
     f = tmp_path / "r.json"
     f.write_text(json.dumps(_broken(path, value)))

@@ -27,8 +27,25 @@ def test_plan_skips_existing_records(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_sweep_runs_through_submitit_local(imagefolder: Path, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
-    argv = ["sweep", "--methods", "dino", "--tasks", "knn", "--seeds", "0", "1", "--data", str(imagefolder),
-            "--weights", "random", "--smoke", "--out", str(tmp_path), "--executor", "local"]
+    argv = [
+        "sweep",
+        "--methods",
+        "dino",
+        "--tasks",
+        "knn",
+        "--seeds",
+        "0",
+        "1",
+        "--data",
+        str(imagefolder),
+        "--weights",
+        "random",
+        "--smoke",
+        "--out",
+        str(tmp_path),
+        "--executor",
+        "local",
+    ]
     assert main(argv) == 0
     records = sorted((tmp_path / "runs" / "knn" / "dino").glob("*.json"))
     assert [r.name for r in records] == ["vits16__seed0.json", "vits16__seed1.json"]

@@ -21,8 +21,15 @@ from tests.leaderboard.factory import small_harnesses, small_results
 pytestmark = pytest.mark.browser
 
 CHROMIUM = "/usr/bin/chromium"
-FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-         "--disable-component-update", "--disable-sync", "--no-first-run"]
+FLAGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 
 @pytest.fixture(scope="module")
@@ -47,8 +54,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
 def _open(browser: Any, path: Path) -> tuple[Any, list[str]]:
     page = browser.new_page()
     problems: list[str] = []
-    page.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning")
-            else None)
+    page.on(
+        "console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type in ("error", "warning") else None
+    )
     page.on("pageerror", lambda e: problems.append(f"page error: {e}"))
     page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url}"))
     page.goto(path.as_uri())
@@ -58,10 +66,12 @@ def _open(browser: Any, path: Path) -> tuple[Any, list[str]]:
 
 def _column(page: Any, header: str) -> list[str]:
     idx = page.eval_on_selector_all(
-        "#main thead th", "(ths, h) => ths.findIndex(th => th.textContent.trim() === h)", header)  # DOM text: no arrow
+        "#main thead th", "(ths, h) => ths.findIndex(th => th.textContent.trim() === h)", header
+    )  # DOM text: no arrow
     assert idx >= 0, header
     return page.eval_on_selector_all(
-        "#main tbody tr:not([hidden])", "(rows, i) => rows.map(r => r.cells[i].getAttribute('data-v'))", idx)
+        "#main tbody tr:not([hidden])", "(rows, i) => rows.map(r => r.cells[i].getAttribute('data-v'))", idx
+    )
 
 
 def _sort(page: Any, header: str) -> None:

@@ -51,8 +51,9 @@ def test_synth_writes_valid_coco(coco_root: Path):
 def test_synth_is_deterministic(tmp_path: Path):
     a, b = synth_coco(tmp_path / "a", seed=3), synth_coco(tmp_path / "b", seed=3)
     for split in ("train2017", "val2017"):
-        assert (a / f"annotations/instances_{split}.json").read_bytes() == \
-            (b / f"annotations/instances_{split}.json").read_bytes()
+        assert (a / f"annotations/instances_{split}.json").read_bytes() == (
+            b / f"annotations/instances_{split}.json"
+        ).read_bytes()
 
 
 def test_missing_annotation_json(coco_root: Path, tmp_path: Path):
@@ -72,8 +73,11 @@ def test_image_listed_but_absent(coco_root: Path, tmp_path: Path):
 def test_unknown_category_id(coco_root: Path, tmp_path: Path):
     root = _copy(coco_root, tmp_path)
     _edit(root, "train2017", lambda d: d["annotations"][0].update(category_id=7))
-    with pytest.raises(DataError, match=r"annotation id 1 \(image id 1\) has category_id 7, which is not in the "
-                                        r"'categories' list \(ids \[1, 2\]\)"):
+    with pytest.raises(
+        DataError,
+        match=r"annotation id 1 \(image id 1\) has category_id 7, which is not in the "
+        r"'categories' list \(ids \[1, 2\]\)",
+    ):
         validate_coco_split(root, "train2017", train=True)
 
 
@@ -139,12 +143,26 @@ def fixed_detections(gt_json: Path, seed: int = 0) -> list[dict]:
         for jitter, cat in ((0.05, a["category_id"]), (0.3, a["category_id"]), (0.1, 3 - a["category_id"])):
             dx, dy = rng.uniform(-jitter, jitter) * w, rng.uniform(-jitter, jitter) * h
             poly = [v + (dx if i % 2 == 0 else dy) for i, v in enumerate(a["segmentation"][0])]
-            dets.append({"image_id": a["image_id"], "category_id": cat, "bbox": [x + dx, y + dy, w, h],
-                         "segmentation": [poly], "score": round(rng.random(), 4)})
+            dets.append(
+                {
+                    "image_id": a["image_id"],
+                    "category_id": cat,
+                    "bbox": [x + dx, y + dy, w, h],
+                    "segmentation": [poly],
+                    "score": round(rng.random(), 4),
+                }
+            )
     for im_id, (w, h) in size.items():
         x, y = rng.uniform(0, w / 2), rng.uniform(0, h / 2)
-        dets.append({"image_id": im_id, "category_id": 1, "bbox": [x, y, 20.0, 20.0],
-                     "segmentation": [[x, y, x + 20, y, x + 20, y + 20, x, y + 20]], "score": 0.5})
+        dets.append(
+            {
+                "image_id": im_id,
+                "category_id": 1,
+                "bbox": [x, y, 20.0, 20.0],
+                "segmentation": [[x, y, x + 20, y, x + 20, y + 20, x, y + 20]],
+                "score": 0.5,
+            }
+        )
     return dets
 
 
@@ -159,9 +177,15 @@ def _pycocotools_stats(gt_json: Path, dets: list[dict], iou_type: str) -> list[f
     gt_doc = json.loads(gt_json.read_text())
     if iou_type == "segm":  # RLE and no box: the mask's own area sorts it into small/medium/large (as mmdet)
         sizes = {im["id"]: (im["height"], im["width"]) for im in gt_doc["images"]}
-        dets = [{"image_id": d["image_id"], "category_id": d["category_id"], "score": d["score"],
-                 "segmentation": mask_utils.merge(mask_utils.frPyObjects(d["segmentation"], *sizes[d["image_id"]]))}
-                for d in dets]
+        dets = [
+            {
+                "image_id": d["image_id"],
+                "category_id": d["category_id"],
+                "score": d["score"],
+                "segmentation": mask_utils.merge(mask_utils.frPyObjects(d["segmentation"], *sizes[d["image_id"]])),
+            }
+            for d in dets
+        ]
     with contextlib.redirect_stdout(io.StringIO()):
         gt = COCO(str(gt_json))
         ev = COCOeval(gt, gt.loadRes(dets), iou_type)
@@ -188,8 +212,16 @@ def test_coco_metrics_equal_pycocotools_on_fixed_detections(coco_root: Path, tmp
 def test_coco_metrics_edge_cases(coco_root: Path):
     gt_json = coco_root / "annotations" / "instances_val2017.json"
     gt = json.loads(gt_json.read_text())
-    perfect = [{"image_id": a["image_id"], "category_id": a["category_id"], "bbox": a["bbox"],
-                "segmentation": a["segmentation"], "score": 1.0} for a in gt["annotations"]]
+    perfect = [
+        {
+            "image_id": a["image_id"],
+            "category_id": a["category_id"],
+            "bbox": a["bbox"],
+            "segmentation": a["segmentation"],
+            "score": 1.0,
+        }
+        for a in gt["annotations"]
+    ]
     assert coco_metrics(gt_json, perfect, "bbox") == {k: 100.0 for k in STAT_NAMES}
     assert coco_metrics(gt_json, perfect, "segm") == {k: 100.0 for k in STAT_NAMES}
     assert coco_metrics(gt_json, [], "bbox") == {k: 0.0 for k in STAT_NAMES}

@@ -20,22 +20,65 @@ from benchmarks.dense.configs import (
 from methods.base import EncoderSpec
 from methods.errors import VitbenchError
 
-VIT_S16 = EncoderSpec(arch="vit_small_patch16_224", family="vit", embed_dim=384, num_blocks=12, block_dim=384,
-                      indices=(3, 5, 7, 11), channels=(384,) * 4, reductions=(16,) * 4, num_prefix_tokens=1,
-                      size_divisor=16, in_chans=3, norm=False)
-VIT_S8 = EncoderSpec(arch="vit_small_patch8_224", family="vit", embed_dim=384, num_blocks=12, block_dim=384,
-                     indices=(3, 5, 7, 11), channels=(384,) * 4, reductions=(8,) * 4, num_prefix_tokens=1,
-                     size_divisor=8, in_chans=3, norm=False)
-GCVIT_T = EncoderSpec(arch="gcvit_tiny", family="hierarchical", embed_dim=512, num_blocks=4, block_dim=512,
-                      indices=(0, 1, 2, 3), channels=(64, 128, 256, 512), reductions=(4, 8, 16, 32),
-                      num_prefix_tokens=0, size_divisor=32, in_chans=3, norm=False, global_pool="avg")
+VIT_S16 = EncoderSpec(
+    arch="vit_small_patch16_224",
+    family="vit",
+    embed_dim=384,
+    num_blocks=12,
+    block_dim=384,
+    indices=(3, 5, 7, 11),
+    channels=(384,) * 4,
+    reductions=(16,) * 4,
+    num_prefix_tokens=1,
+    size_divisor=16,
+    in_chans=3,
+    norm=False,
+)
+VIT_S8 = EncoderSpec(
+    arch="vit_small_patch8_224",
+    family="vit",
+    embed_dim=384,
+    num_blocks=12,
+    block_dim=384,
+    indices=(3, 5, 7, 11),
+    channels=(384,) * 4,
+    reductions=(8,) * 4,
+    num_prefix_tokens=1,
+    size_divisor=8,
+    in_chans=3,
+    norm=False,
+)
+GCVIT_T = EncoderSpec(
+    arch="gcvit_tiny",
+    family="hierarchical",
+    embed_dim=512,
+    num_blocks=4,
+    block_dim=512,
+    indices=(0, 1, 2, 3),
+    channels=(64, 128, 256, 512),
+    reductions=(4, 8, 16, 32),
+    num_prefix_tokens=0,
+    size_divisor=32,
+    in_chans=3,
+    norm=False,
+    global_pool="avg",
+)
 REF = {"key": "m:v@random", "method": "m", "variant": "v", "weights": "random", "sha256": None, "seed": 0}
 MEAN, STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 def _cfg(spec: EncoderSpec, protocol: CocoDetProtocol, **kw):
-    return build_mmdet_config(spec, protocol, encoder_ref=REF, classes=[f"c{i}" for i in range(80)], mean=MEAN,
-                              std=STD, data_root="/data/coco", work_dir="/tmp/work", **kw)
+    return build_mmdet_config(
+        spec,
+        protocol,
+        encoder_ref=REF,
+        classes=[f"c{i}" for i in range(80)],
+        mean=MEAN,
+        std=STD,
+        data_root="/data/coco",
+        work_dir="/tmp/work",
+        **kw,
+    )
 
 
 def test_plain_vit_gets_simple_pyramid_then_fpn():
@@ -79,8 +122,12 @@ def test_selfpatch_schedule_and_optimizer():
     cfg = _cfg(VIT_S16, CocoDetProtocol(), device="cuda")
     assert cfg["train_cfg"]["max_epochs"] == 12
     warmup, steps = cfg["param_scheduler"]
-    assert (warmup["type"], warmup["end"], warmup["by_epoch"], warmup["start_factor"]) == ("LinearLR", 1000, False,
-                                                                                           0.001)
+    assert (warmup["type"], warmup["end"], warmup["by_epoch"], warmup["start_factor"]) == (
+        "LinearLR",
+        1000,
+        False,
+        0.001,
+    )
     assert (steps["milestones"], steps["gamma"], steps["by_epoch"]) == ([8, 11], 0.1, True)
     opt = cfg["optim_wrapper"]
     assert opt["type"] == "AmpOptimWrapper"
@@ -130,8 +177,10 @@ def test_config_is_plain_data_without_base_chains():
 @pytest.mark.parametrize(
     ("spec", "match"),
     [
-        (EncoderSpec(**{**VIT_S16.__dict__, "indices": (5, 11), "channels": (384,) * 2, "reductions": (16,) * 2}),
-         "one dense index per pyramid level"),
+        (
+            EncoderSpec(**{**VIT_S16.__dict__, "indices": (5, 11), "channels": (384,) * 2, "reductions": (16,) * 2}),
+            "one dense index per pyramid level",
+        ),
         (EncoderSpec(**{**VIT_S16.__dict__, "reductions": (14,) * 4, "size_divisor": 14}), "power-of-two"),
         (EncoderSpec(**{**GCVIT_T.__dict__, "reductions": (4, 8, 8, 32)}), "increasing strides"),
     ],

@@ -30,8 +30,21 @@ def test_smoke_run_via_cli_writes_valid_record(coco_root: Path, tmp_path: Path, 
     from benchmarks.records import load_record
 
     out = tmp_path / "results"
-    argv = ["run", "--method", "dino", "--task", "coco-maskrcnn-fpn-1x", "--data", str(coco_root),
-            "--weights", "random", "--smoke", "--out", str(out), "--no-progress"]
+    argv = [
+        "run",
+        "--method",
+        "dino",
+        "--task",
+        "coco-maskrcnn-fpn-1x",
+        "--data",
+        str(coco_root),
+        "--weights",
+        "random",
+        "--smoke",
+        "--out",
+        str(out),
+        "--no-progress",
+    ]
     assert main(argv) == 0
     record = load_record(out / "runs" / "coco-maskrcnn-fpn-1x" / "dino" / "vits16__seed0.json")
     assert record.track == "smoke" and record.task == "coco-maskrcnn-fpn-1x"
@@ -59,9 +72,16 @@ def test_detector_neck_shapes(glue, variant, kind):
 
     enc = build_encoder("dino", variant, weights="random")
     assert plan_neck(enc.spec).kind == kind
-    cfg = build_mmdet_config(enc.spec, CocoDetProtocol.smoke(), encoder_ref=glue.register_encoder(enc),
-                             classes=["a", "b"], mean=enc.data_config.mean, std=enc.data_config.std,
-                             data_root="/nonexistent", work_dir="/nonexistent")
+    cfg = build_mmdet_config(
+        enc.spec,
+        CocoDetProtocol.smoke(),
+        encoder_ref=glue.register_encoder(enc),
+        classes=["a", "b"],
+        mean=enc.data_config.mean,
+        std=enc.data_config.std,
+        data_root="/nonexistent",
+        work_dir="/nonexistent",
+    )
     model = MODELS.build(Config(cfg).model).eval()
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, 128, 96))
@@ -98,8 +118,15 @@ def test_own_checkpoint_scheme_is_restricted(tmp_path: Path, glue):
     buf = HistoryBuffer()
     buf.update(1.5)
     good = tmp_path / "good.pth"
-    torch.save({"meta": {"epoch": 1}, "message_hub": {"log_scalars": {"loss": buf}},
-                "state_dict": {"w": torch.ones(2)}, "np": np.arange(3)}, good)
+    torch.save(
+        {
+            "meta": {"epoch": 1},
+            "message_hub": {"log_scalars": {"loss": buf}},
+            "state_dict": {"w": torch.ones(2)},
+            "np": np.arange(3),
+        },
+        good,
+    )
     with pytest.raises(Exception, match="Weights only load failed"):  # why the scheme exists
         torch.load(good)
     ckpt = glue._load_own_checkpoint(glue.OWN_CHECKPOINT + str(good))
@@ -145,20 +172,29 @@ def test_mmdet_cocometric_agrees_with_our_cocoeval(coco_root: Path, tmp_path: Pa
     for img_id, (h, w) in sizes.items():
         mine = [d for d in dets if d["image_id"] == img_id]
         rles = [mask_utils.merge(mask_utils.frPyObjects(d["segmentation"], h, w)) for d in mine]
-        pred = {"img_id": img_id,
-                "bboxes": np.array([[x, y, x + bw, y + bh] for x, y, bw, bh in (d["bbox"] for d in mine)],
-                                   dtype=np.float32).reshape(-1, 4),
-                "scores": np.array([d["score"] for d in mine], dtype=np.float32),
-                "labels": np.array([cat_ids.index(d["category_id"]) for d in mine]),
-                "masks": rles}
+        pred = {
+            "img_id": img_id,
+            "bboxes": np.array(
+                [[x, y, x + bw, y + bh] for x, y, bw, bh in (d["bbox"] for d in mine)], dtype=np.float32
+            ).reshape(-1, 4),
+            "scores": np.array([d["score"] for d in mine], dtype=np.float32),
+            "labels": np.array([cat_ids.index(d["category_id"]) for d in mine]),
+            "masks": rles,
+        }
         results.append(({"img_id": img_id, "width": w, "height": h}, pred))
     theirs = metric.compute_metrics(results)
     det_file = tmp_path / "dets.json"
     for iou in ("bbox", "segm"):
         # score the file mmdet itself wrote, so both sides see identical detections
         ours = coco_metrics(gt_json, tmp_path / f"m.{iou}.json", iou)
-        for name, key in (("AP", "mAP"), ("AP50", "mAP_50"), ("AP75", "mAP_75"), ("APs", "mAP_s"),
-                          ("APm", "mAP_m"), ("APl", "mAP_l")):
+        for name, key in (
+            ("AP", "mAP"),
+            ("AP50", "mAP_50"),
+            ("AP75", "mAP_75"),
+            ("APs", "mAP_s"),
+            ("APm", "mAP_m"),
+            ("APl", "mAP_l"),
+        ):
             assert ours[name] / 100 == pytest.approx(theirs[f"{iou}_{key}"], abs=5e-4), (iou, name)
     det_file.write_text(json.dumps(dets))
     assert coco_metrics(gt_json, det_file, "bbox")["AP"] > 0

@@ -16,8 +16,9 @@ from methods.errors import VitbenchError
 REPO = Path(__file__).resolve().parents[2]
 
 
-def test_leaderboard_command_builds_and_prints_summary(small: Path, tmp_path: Path,
-                                                       capsys: pytest.CaptureFixture[str]) -> None:
+def test_leaderboard_command_builds_and_prints_summary(
+    small: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     out = tmp_path / "web"
     assert main(["leaderboard", "--results", str(small), "--out", str(out), "--tolerance", "3"]) == 0
     text = capsys.readouterr().out
@@ -52,8 +53,9 @@ def _registry_entries(path: Path) -> dict[str, str]:
     raise AssertionError("registry literal not found")
 
 
-def test_new_method_scaffolds_adapter_test_registry_and_results(repo_copy: Path,
-                                                                capsys: pytest.CaptureFixture[str]) -> None:
+def test_new_method_scaffolds_adapter_test_registry_and_results(
+    repo_copy: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     before = _registry_entries(repo_copy / "methods" / "registry.py")
     assert main(["new-method", "my-net", "--root", str(repo_copy)]) == 0
     assert "wrote" in capsys.readouterr().out

@@ -54,14 +54,17 @@ def test_protocol_versions_tracks_and_settings_never_mix(small: Path) -> None:
     assert all(r.method != "ibot" for r in t.rows)  # neither the v1 nor the smoke group reaches the main table
     setting = next(r for r in t.rows if r.setting == "example-100ep")
     assert setting.group is None and setting.cells["top1"].verdict == "setting"
-    assert ("toy-task", "dino", "vits16", "top1") in {(r["task"], r["method"], r["variant"], r["metric"])
-                                                      for r in comparison_rows(lb.tables)}
+    assert ("toy-task", "dino", "vits16", "top1") in {
+        (r["task"], r["method"], r["variant"], r["metric"]) for r in comparison_rows(lb.tables)
+    }
     assert all(r["verdict"] != "setting" for r in comparison_rows(lb.tables))
 
 
 def test_without_a_harness_the_newest_protocol_is_current(tmp_path: Path) -> None:
-    recs = [make_record("free", "dino", "vits16", 0, {"top1": 70.0}, protocol=toy_protocol(version=1)),
-            make_record("free", "dino", "vits16", 1, {"top1": 75.0}, protocol=toy_protocol(version=3))]
+    recs = [
+        make_record("free", "dino", "vits16", 0, {"top1": 70.0}, protocol=toy_protocol(version=1)),
+        make_record("free", "dino", "vits16", 1, {"top1": 75.0}, protocol=toy_protocol(version=3)),
+    ]
     write_records(tmp_path, recs)
     groups = group_records(load_records(tmp_path), {})
     status = {g.protocol.version: g.status for g in groups}
@@ -69,8 +72,10 @@ def test_without_a_harness_the_newest_protocol_is_current(tmp_path: Path) -> Non
 
 
 def test_registered_protocol_beats_a_newer_unregistered_one(tmp_path: Path) -> None:
-    recs = [make_record("toy-task", "dino", "vits16", 0, {"top1": 70.0}, protocol=toy_protocol(version=2)),
-            make_record("toy-task", "dino", "vits16", 1, {"top1": 75.0}, protocol=toy_protocol(version=3))]
+    recs = [
+        make_record("toy-task", "dino", "vits16", 0, {"top1": 70.0}, protocol=toy_protocol(version=2)),
+        make_record("toy-task", "dino", "vits16", 1, {"top1": 75.0}, protocol=toy_protocol(version=3)),
+    ]
     write_records(tmp_path, recs)
     groups = group_records(load_records(tmp_path), small_harnesses())
     assert {g.protocol.version: g.status for g in groups} == {2: "current", 3: "other"}
@@ -80,8 +85,10 @@ def test_bad_and_misplaced_records_are_rejected_with_a_reason(small: Path) -> No
     (small / "runs" / "toy-task" / "dino" / "vitb16__seed0.json").write_text("{not json")
     recs = load_records(small)
     reasons = {str(p): msg for p, msg in recs.rejected}
-    assert "path: the record says it belongs at runs/toy-task/deit/deits16__seed0.json" in \
-        reasons["runs/toy-task/deit/wrong-name.json"]
+    assert (
+        "path: the record says it belongs at runs/toy-task/deit/deits16__seed0.json"
+        in reasons["runs/toy-task/deit/wrong-name.json"]
+    )
     assert "runs/toy-task/dino/vitb16__seed0.json" in reasons
     assert len(recs.records) == 8
 
@@ -92,7 +99,8 @@ def test_csv_json_md_formats(small: Path) -> None:
     table = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
     assert list(table[0]) == COLUMNS and {"reported", "reproduced", "delta"} <= set(table[0])
     assert [(r["method"], r["reported"], r["reproduced"], r["delta"], r["verdict"]) for r in table] == [
-        ("selfpatch", "76.0", "74.0", "-2.0", "outside")]
+        ("selfpatch", "76.0", "74.0", "-2.0", "outside")
+    ]
     assert json.loads(render(rows, "json"))[0]["verdict"] == "outside"
     md = render(rows, "md")
     assert "| OUTSIDE (worse) |" in md and md.count("\n") == 3

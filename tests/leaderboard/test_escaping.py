@@ -47,16 +47,61 @@ PAYLOADS = [
     "{{ 7*1117 }} {% if true %}jinja{% endif %}",
     "| a | b | [x](javascript:alert(1)) **bold** `code` # head",
     "\u2028\u2029</script>",
-    "\\\"; alert(1); //",
+    '\\"; alert(1); //',
     "<form action=https://evil.example/><button>go</button></form>",
 ]
 assert len(PAYLOADS) >= 20
 
 ALLOWED_TAGS = {
-    "html", "head", "meta", "title", "link", "script", "body", "header", "nav", "a", "main", "h1", "h2", "h3", "p",
-    "span", "code", "strong", "em", "div", "table", "thead", "tbody", "tr", "th", "td", "button", "label", "select",
-    "option", "input", "figure", "figcaption", "svg", "line", "text", "circle", "rect", "ul", "li", "dl", "dt", "dd",
-    "abbr", "details", "summary", "pre", "section", "footer",
+    "html",
+    "head",
+    "meta",
+    "title",
+    "link",
+    "script",
+    "body",
+    "header",
+    "nav",
+    "a",
+    "main",
+    "h1",
+    "h2",
+    "h3",
+    "p",
+    "span",
+    "code",
+    "strong",
+    "em",
+    "div",
+    "table",
+    "thead",
+    "tbody",
+    "tr",
+    "th",
+    "td",
+    "button",
+    "label",
+    "select",
+    "option",
+    "input",
+    "figure",
+    "figcaption",
+    "svg",
+    "line",
+    "text",
+    "circle",
+    "rect",
+    "ul",
+    "li",
+    "dl",
+    "dt",
+    "dd",
+    "abbr",
+    "details",
+    "summary",
+    "pre",
+    "section",
+    "footer",
 }
 
 
@@ -85,8 +130,13 @@ class _Page(HTMLParser):
 def _hostile_record(i: int, payload: str) -> dict:
     rec = make_record("toy-task", f"m{i}", "vits16", 0, {"top1": 70.0 + i / 10}, protocol=toy_protocol(version=2))
     rec["weights"].update(source=payload, file_name=payload)
-    rec["weights"]["load_report"].update(checkpoint_key=payload, stripped_prefixes=[payload], dropped=[payload],
-                                         converted=[payload], missing_allowed=[payload])
+    rec["weights"]["load_report"].update(
+        checkpoint_key=payload,
+        stripped_prefixes=[payload],
+        dropped=[payload],
+        converted=[payload],
+        missing_allowed=[payload],
+    )
     rec["dataset"].update(name=payload, split=payload, fingerprint=payload + "-fingerprint", skipped={payload: 1})
     rec["provenance"].update(command=payload, device=payload, vitbench_version=payload, versions={payload: payload})
     rec["probe"].update(layers=payload, pooling=payload, neck={payload: [payload]}, head=payload)
@@ -97,14 +147,45 @@ def _hostile_record(i: int, payload: str) -> dict:
 
 
 def _hostile_paper(root: Path, i: int, payload: str) -> None:
-    text = {k: payload for k in ("label", "backbone", "dataset", "protocol", "weights_version", "caveat", "source",
-                                 "pretrain_epochs", "paper_metric")}
-    row = reported_row("toy-task", f"m{i}", "vits16", "top1", 70.0, **text,
-                       source_url="https://example.org/" + payload.replace(" ", "%20"))
+    text = {
+        k: payload
+        for k in (
+            "label",
+            "backbone",
+            "dataset",
+            "protocol",
+            "weights_version",
+            "caveat",
+            "source",
+            "pretrain_epochs",
+            "paper_metric",
+        )
+    }
+    row = reported_row(
+        "toy-task",
+        f"m{i}",
+        "vits16",
+        "top1",
+        70.0,
+        **text,
+        source_url="https://example.org/" + payload.replace(" ", "%20"),
+    )
     claim = {"label": payload, "text": payload, "protocol": payload, "source": payload, "verified": "yes (test)"}
-    write_paper(root, f"p{i}", [row], claims=[claim], short=payload, authors=payload, venue=payload,
-                license=payload, weights=payload, status=payload, notes=[payload],
-                code_url="https://example.org/?q=" + payload, methods=[f"m{i}"])
+    write_paper(
+        root,
+        f"p{i}",
+        [row],
+        claims=[claim],
+        short=payload,
+        authors=payload,
+        venue=payload,
+        license=payload,
+        weights=payload,
+        status=payload,
+        notes=[payload],
+        code_url="https://example.org/?q=" + payload,
+        methods=[f"m{i}"],
+    )
 
 
 @pytest.fixture(scope="module")

@@ -24,8 +24,11 @@ def committed():
 
 
 def _value(committed, task: str, method: str, variant: str, metric: str, setting: str | None = None) -> float:
-    hits = [r.value for _, r in committed.rows
-            if (r.task, r.method, r.variant, r.metric, r.setting) == (task, method, variant, metric, setting)]
+    hits = [
+        r.value
+        for _, r in committed.rows
+        if (r.task, r.method, r.variant, r.metric, r.setting) == (task, method, variant, metric, setting)
+    ]
     assert len(hits) == 1, (task, method, variant, metric, setting, hits)
     return hits[0]
 
@@ -41,8 +44,11 @@ def test_selfpatch_and_dino_confirmed_numbers_on_their_tasks(committed) -> None:
 
 
 def test_gcvit_numbers_name_their_weights_release(committed) -> None:
-    tiny = {r.setting: r for _, r in committed.rows
-            if (r.task, r.method, r.variant, r.metric) == ("imagenet-supervised", "gcvit", "tiny", "top1")}
+    tiny = {
+        r.setting: r
+        for _, r in committed.rows
+        if (r.task, r.method, r.variant, r.metric) == ("imagenet-supervised", "gcvit", "tiny", "top1")
+    }
     assert {k: v.value for k, v in tiny.items()} == {None: 83.5, "weights-2022-06": 83.2, "weights-2022-07": 83.37}
     assert all(r.weights_version for r in tiny.values())
     assert "2023-05" in tiny[None].weights_version
@@ -59,8 +65,10 @@ def test_every_row_cites_a_confirmed_source(committed) -> None:
 
 def test_systems_without_weights_keep_their_reported_rows(committed) -> None:
     papers = {p.id: p for p in committed.papers}
-    assert not papers["parti"].info.weights_released and _value(committed, "coco-t2i-zeroshot", "parti", "20b",
-                                                                   "FID") == 7.23
+    assert (
+        not papers["parti"].info.weights_released
+        and _value(committed, "coco-t2i-zeroshot", "parti", "20b", "FID") == 7.23
+    )
     assert not papers["vit-vqgan"].info.weights_released and papers["vit-vqgan"].rows
     assert "sgt" in papers  # no confirmed number yet, but it has its page and status
 
@@ -92,16 +100,19 @@ def test_exactly_the_confirmed_reference_rows_are_in(committed) -> None:
                 assert float(ref["value"]) == r.value, (p.id, r.key)
 
 
-@pytest.mark.parametrize(("change", "field"), [
-    ({"verified": "unverified"}, "rows.0.verified"),
-    ({"verified": "secondary (aggregator)"}, "rows.0.verified"),
-    ({"value": float("nan")}, "rows.0.value"),
-    ({"source_url": "javascript:alert(1)"}, "rows.0.source_url"),
-    ({"method": "<b>x</b>"}, "rows.0.method"),
-    ({"source": ""}, "rows.0.source"),
-    ({"protocol": "bell\x07"}, "rows.0.protocol"),
-    ({"unknown_field": 1}, "rows.0.unknown_field"),
-])
+@pytest.mark.parametrize(
+    ("change", "field"),
+    [
+        ({"verified": "unverified"}, "rows.0.verified"),
+        ({"verified": "secondary (aggregator)"}, "rows.0.verified"),
+        ({"value": float("nan")}, "rows.0.value"),
+        ({"source_url": "javascript:alert(1)"}, "rows.0.source_url"),
+        ({"method": "<b>x</b>"}, "rows.0.method"),
+        ({"source": ""}, "rows.0.source"),
+        ({"protocol": "bell\x07"}, "rows.0.protocol"),
+        ({"unknown_field": 1}, "rows.0.unknown_field"),
+    ],
+)
 def test_loader_refuses_a_bad_row_naming_the_field(tmp_path: Path, change: dict, field: str) -> None:
     path = write_paper(tmp_path, "bad", [reported_row("knn", "dino", "vits16", "top1", 74.5) | change])
     with pytest.raises(VitbenchError, match=rf"bad\.yaml: {field.replace('.', '[.]')}"):
@@ -118,8 +129,9 @@ def test_two_default_rows_for_one_number_are_ambiguous(tmp_path: Path) -> None:
 
 
 def test_tolerances_most_specific_wins(tmp_path: Path) -> None:
-    (tmp_path / "_tolerances.yaml").write_text(yaml.safe_dump(
-        {"default": 0.8, "metrics": {"FID": 0.5}, "tasks": {"knn": {"top1": 0.3}}}))
+    (tmp_path / "_tolerances.yaml").write_text(
+        yaml.safe_dump({"default": 0.8, "metrics": {"FID": 0.5}, "tasks": {"knn": {"top1": 0.3}}})
+    )
     tol = load_tolerances(tmp_path)
     assert tol.get("linear", "top1") == 0.8
     assert tol.get("gen", "FID") == 0.5
@@ -148,17 +160,21 @@ def test_reported_metrics_are_the_harness_metrics(committed) -> None:
         except ImportError:  # an optional extra (mm*) missing here: its harness cannot speak
             continue
         assert harness.metric_meta(row.metric) is not None, (
-            f"{paper.id}: {row.task} reports '{row.metric}', harness writes {list(harness.metrics)}")
+            f"{paper.id}: {row.task} reports '{row.metric}', harness writes {list(harness.metrics)}"
+        )
         checked += 1
     assert checked >= 30  # knn, linear and the COCO rows at least
 
 
-@pytest.mark.parametrize(("info", "field"), [
-    ({"arxiv": '2206.1"><script>'}, "paper.arxiv"),
-    ({"code_url": "javascript:alert(1)"}, "paper.code_url"),
-    ({"methods": ["<b>"]}, "paper.methods"),
-    ({"title": ""}, "paper.title"),
-])
+@pytest.mark.parametrize(
+    ("info", "field"),
+    [
+        ({"arxiv": '2206.1"><script>'}, "paper.arxiv"),
+        ({"code_url": "javascript:alert(1)"}, "paper.code_url"),
+        ({"methods": ["<b>"]}, "paper.methods"),
+        ({"title": ""}, "paper.title"),
+    ],
+)
 def test_loader_refuses_bad_paper_info(tmp_path: Path, info: dict, field: str) -> None:
     path = write_paper(tmp_path, "bad", [], **info)
     with pytest.raises(VitbenchError, match=rf"bad\.yaml: {field.replace('.', '[.]')}"):

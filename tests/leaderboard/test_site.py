@@ -13,8 +13,15 @@ from leaderboard.build import MARKER, build_site, main_job
 from methods.errors import VitbenchError
 
 GOLDEN = Path(__file__).parent / "golden"
-GOLDEN_PAGES = ["index.html", "tasks/toy-task.html", "tasks/toy-task/dino.html", "tasks/toy-gen.html",
-                "papers/selfpatch.html", "leaderboard.md", "compare.csv"]
+GOLDEN_PAGES = [
+    "index.html",
+    "tasks/toy-task.html",
+    "tasks/toy-task/dino.html",
+    "tasks/toy-gen.html",
+    "papers/selfpatch.html",
+    "leaderboard.md",
+    "compare.csv",
+]
 REPO = Path(__file__).resolve().parents[2]
 
 
@@ -48,16 +55,31 @@ def test_task_page_sections(small_site) -> None:
     assert "toy-knn v1" in other.split("</h2>")[0] and "70.00 (n=1)" in other
     assert "12.50 (n=1)" in html.split('id="smoke"')[1]
     data = json.loads(html.split('id="vb-data">')[1].split("</script>")[0])
-    assert {(d["method"], d["verdict"]) for d in data} == {("dino", "within"), ("dino", "no reported"),
-                                                          ("selfpatch", "outside"), ("mae", "not reproduced")}
+    assert {(d["method"], d["verdict"]) for d in data} == {
+        ("dino", "within"),
+        ("dino", "no reported"),
+        ("selfpatch", "outside"),
+        ("mae", "not reproduced"),
+    }
     assert "<svg" in html and 'class="pt out"' in html  # the scatter marks the point outside tolerance
 
 
 def test_detail_page_has_probe_card_and_provenance(small_site) -> None:
     html = (small_site.out / "tasks" / "toy-task" / "dino.html").read_text()
-    for needle in ("Probe card", "layers", "pooling", "resolution", "normalisation", "checkpoint key", "teacher",
-                   "keys matched", "runs/toy-task/dino/vits16__seed2.json", "vitbench run --method dino:vits16",
-                   "0123456789abcdef", "toy-knn v2"):
+    for needle in (
+        "Probe card",
+        "layers",
+        "pooling",
+        "resolution",
+        "normalisation",
+        "checkpoint key",
+        "teacher",
+        "keys matched",
+        "runs/toy-task/dino/vits16__seed2.json",
+        "vitbench run --method dino:vits16",
+        "0123456789abcdef",
+        "toy-knn v2",
+    ):
         assert needle in html, needle
     assert html.count('<td class="num" data-v="0">0</td>') == 1  # one row per seed
 
@@ -91,8 +113,9 @@ def test_refuses_to_replace_a_folder_it_did_not_make(small: Path, lookup, tmp_pa
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site.")]  # no temp folder left behind
 
 
-def test_committed_results_show_confirmed_numbers_on_the_right_pages(tmp_path: Path,
-                                                                      capsys: pytest.CaptureFixture[str]) -> None:
+def test_committed_results_show_confirmed_numbers_on_the_right_pages(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     """The README's first command: build from the committed results, print the summary and where the site is."""
     report = main_job(REPO / "results", tmp_path / "site")
     out = capsys.readouterr().out

@@ -32,16 +32,18 @@ TINY: dict[str, Any] = {"embed_dim": 64, "depth": 4, "num_heads": 4, "img_size":
 def shrink(monkeypatch: pytest.MonkeyPatch, method: str, variant: str, **model_kwargs: Any) -> None:
     """Let ``build_encoder(method, variant)`` build a smaller model for this test only (same adapter otherwise)."""
     cls = type(get_adapter(method))
-    variants = tuple(replace(v, model_kwargs={**v.model_kwargs, **model_kwargs}) if v.name == variant else v
-                     for v in cls.variants)
+    variants = tuple(
+        replace(v, model_kwargs={**v.model_kwargs, **model_kwargs}) if v.name == variant else v for v in cls.variants
+    )
     monkeypatch.setattr(cls, "variants", variants)
 
 
 # ------------------------------------------------------------------------------------------------ reference ViT
 def sincos_2d(grid: int, dim: int) -> torch.Tensor:
     """``[1, 1 + grid**2, dim]``: a fixed 2D sin-cos table with a zero CLS slot (MoCo v3 / SDSSL / MAE style)."""
-    ys, xs = torch.meshgrid(torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32),
-                            indexing="ij")
+    ys, xs = torch.meshgrid(
+        torch.arange(grid, dtype=torch.float32), torch.arange(grid, dtype=torch.float32), indexing="ij"
+    )
     omega = 1.0 / 10000 ** (torch.arange(dim // 4, dtype=torch.float32) / (dim // 4))
     wx, wy = xs.reshape(-1, 1) * omega, ys.reshape(-1, 1) * omega
     table = torch.cat([wx.sin(), wx.cos(), wy.sin(), wy.cos()], dim=1)
@@ -101,8 +103,19 @@ class RefViT(nn.Module):
     handled like DINO's ``interpolate_pos_encoding`` (bicubic, ``scale_factor`` with DINO's +0.1, no antialias).
     """
 
-    def __init__(self, *, dim: int = 64, depth: int = 4, heads: int = 4, patch: int = 16, img: int = 32,
-                 in_chans: int = 3, beit_bias: bool = False, sincos: bool = False, seed: int = 0) -> None:
+    def __init__(
+        self,
+        *,
+        dim: int = 64,
+        depth: int = 4,
+        heads: int = 4,
+        patch: int = 16,
+        img: int = 32,
+        in_chans: int = 3,
+        beit_bias: bool = False,
+        sincos: bool = False,
+        seed: int = 0,
+    ) -> None:
         super().__init__()
         grid = img // patch
         self.patch_embed = nn.Module()
@@ -181,10 +194,16 @@ def prefixed(prefix: str, sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor
 
 def dino_head(dim: int, out: int = 48, hidden: int = 32, bottleneck: int = 16) -> dict[str, torch.Tensor]:
     """DINOHead (also iBOT's): a 3-layer MLP and a weight-normed last layer (``weight_g``/``weight_v``)."""
-    return {"mlp.0.weight": torch.randn(hidden, dim), "mlp.0.bias": torch.randn(hidden),
-            "mlp.2.weight": torch.randn(hidden, hidden), "mlp.2.bias": torch.randn(hidden),
-            "mlp.4.weight": torch.randn(bottleneck, hidden), "mlp.4.bias": torch.randn(bottleneck),
-            "last_layer.weight_g": torch.ones(out, 1), "last_layer.weight_v": torch.randn(out, bottleneck)}
+    return {
+        "mlp.0.weight": torch.randn(hidden, dim),
+        "mlp.0.bias": torch.randn(hidden),
+        "mlp.2.weight": torch.randn(hidden, hidden),
+        "mlp.2.bias": torch.randn(hidden),
+        "mlp.4.weight": torch.randn(bottleneck, hidden),
+        "mlp.4.bias": torch.randn(bottleneck),
+        "last_layer.weight_g": torch.ones(out, 1),
+        "last_layer.weight_v": torch.randn(out, bottleneck),
+    }
 
 
 def mae_decoder(dim: int, grid: int, patch: int, dec_dim: int = 32) -> dict[str, torch.Tensor]:

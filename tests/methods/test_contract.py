@@ -98,6 +98,8 @@ def test_registry_listing_is_lazy() -> None:
     import subprocess
     import sys
 
-    code = ("import sys; from methods.registry import list_methods; names = list_methods(); "
-            "assert 'dino' in names; assert 'methods.dino' not in sys.modules, 'listing imported methods.dino'")
+    code = (
+        "import sys; from methods.registry import list_methods; names = list_methods(); "
+        "assert 'dino' in names; assert 'methods.dino' not in sys.modules, 'listing imported methods.dino'"
+    )
     subprocess.run([sys.executable, "-c", code], check=True)

@@ -44,9 +44,15 @@ def test_training_checkpoint_loads_model_not_ema(monkeypatch: pytest.MonkeyPatch
     ref, ema = RefViT(seed=3), RefViT(seed=4)
     opt = torch.optim.AdamW(ref.parameters(), lr=5e-4)
     sched = CosineLRScheduler(opt, t_initial=300, lr_min=1e-5, warmup_t=5, warmup_lr_init=1e-6)
-    ckpt = {"model": _with_head(ref, 64), "optimizer": opt.state_dict(), "lr_scheduler": sched.state_dict(),
-            "epoch": 299, "model_ema": _with_head(ema, 64), "scaler": SCALER,
-            "args": namespace(model="deit_base_patch16_224", input_size=224, smoothing=0.1)}
+    ckpt = {
+        "model": _with_head(ref, 64),
+        "optimizer": opt.state_dict(),
+        "lr_scheduler": sched.state_dict(),
+        "epoch": 299,
+        "model_ema": _with_head(ema, 64),
+        "scaler": SCALER,
+        "args": namespace(model="deit_base_patch16_224", input_size=224, smoothing=0.1),
+    }
     enc = build_encoder("deit:deitb16", weights=save(ckpt, tmp_path / "checkpoint.pth"))
     assert_parity(enc, ref, X)
 

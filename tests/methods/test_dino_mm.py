@@ -25,11 +25,14 @@ def _full_checkpoint(teacher: RefViT) -> dict:
     """main_dino_B14.py (DINO's save logic): teacher = MultiCropWrapper, student = DDP(MultiCropWrapper)."""
     student = RefViT(dim=384, depth=2, heads=6, patch=8, img=224, in_chans=14, seed=2)
     head = dino_head(384)
-    return {"student": prefixed("module.backbone.", student.state_dict()) | prefixed("module.head.", head),
-            "teacher": prefixed("backbone.", teacher.state_dict()) | prefixed("head.", head),
-            "optimizer": optimizer_state(student, step=False), "epoch": 100,
-            "args": namespace(arch="vit_small", patch_size=8, n_channels=14, out_dim=65536, lmdb=True),
-            "dino_loss": {"center": torch.zeros(1, 48)}}
+    return {
+        "student": prefixed("module.backbone.", student.state_dict()) | prefixed("module.head.", head),
+        "teacher": prefixed("backbone.", teacher.state_dict()) | prefixed("head.", head),
+        "optimizer": optimizer_state(student, step=False),
+        "epoch": 100,
+        "args": namespace(arch="vit_small", patch_size=8, n_channels=14, out_dim=65536, lmdb=True),
+        "dino_loss": {"center": torch.zeros(1, 48)},
+    }
 
 
 def test_b14_checkpoint_at_112_px(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -42,8 +45,9 @@ def test_b14_checkpoint_at_112_px(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert_parity(enc, teacher, x)
     rep = enc.identity.load_report
     assert rep.checkpoint_key == "teacher" and rep.stripped_prefixes == ["backbone."]
-    assert rep.converted == ["pos_embed [1, 785, 384] -> [1, 197, 384] (DINO bicubic interpolation for 112 px, "
-                             "no antialias)"]
+    assert rep.converted == [
+        "pos_embed [1, 785, 384] -> [1, 197, 384] (DINO bicubic interpolation for 112 px, no antialias)"
+    ]
     assert sorted(rep.dropped) == sorted(prefixed("head.", dino_head(384)))
 
 
@@ -56,8 +60,11 @@ def test_input_contract() -> None:
         model = adapter.create_model(v)
     dc = adapter.make_data_config(model, v)
     assert dc.input_size == (14, 112, 112) and dc.mean == (0.0,) * 14 and dc.std == (1.0,) * 14
-    assert dc.band_order == BANDS and BANDS[:12] == ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A",
-                                                     "B09", "B11", "B12") and BANDS[12:] == ("VH", "VV")
+    assert (
+        dc.band_order == BANDS
+        and BANDS[:12] == ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12")
+        and BANDS[12:] == ("VH", "VV")
+    )
     assert dc.crop_pct == 112 / 128 and "/255" in dc.notes
     assert model.patch_embed.proj.weight.shape == (384, 14, 8, 8) and model.blocks[0].attn.num_heads == 6
 

@@ -22,10 +22,16 @@ def _dino_reference(arch: str = "vit_small_patch16_224") -> torch.nn.Module:
 
 def _dino_head(prefix: str, dim: int = 384) -> dict[str, torch.Tensor]:
     """DINOHead: 3-layer MLP + weight-normed last layer, as main_dino.py wraps it."""
-    return {f"{prefix}mlp.0.weight": torch.randn(64, dim), f"{prefix}mlp.0.bias": torch.randn(64),
-            f"{prefix}mlp.2.weight": torch.randn(64, 64), f"{prefix}mlp.2.bias": torch.randn(64),
-            f"{prefix}mlp.4.weight": torch.randn(16, 64), f"{prefix}mlp.4.bias": torch.randn(16),
-            f"{prefix}last_layer.weight_g": torch.ones(128, 1), f"{prefix}last_layer.weight_v": torch.randn(128, 16)}
+    return {
+        f"{prefix}mlp.0.weight": torch.randn(64, dim),
+        f"{prefix}mlp.0.bias": torch.randn(64),
+        f"{prefix}mlp.2.weight": torch.randn(64, 64),
+        f"{prefix}mlp.2.bias": torch.randn(64),
+        f"{prefix}mlp.4.weight": torch.randn(16, 64),
+        f"{prefix}mlp.4.bias": torch.randn(16),
+        f"{prefix}last_layer.weight_g": torch.ones(128, 1),
+        f"{prefix}last_layer.weight_v": torch.randn(128, 16),
+    }
 
 
 def _dense(model: torch.nn.Module, x: torch.Tensor) -> list[torch.Tensor]:
@@ -50,8 +56,14 @@ def test_dino_full_checkpoint_with_namespace(tmp_path: Path) -> None:
     teacher = {f"backbone.{k}": v for k, v in ref.state_dict().items()} | _dino_head("head.")
     student = {f"module.{k}": v + 1 for k, v in teacher.items()}  # DDP-wrapped; must NOT be the one loaded
     args = argparse.Namespace(arch="vit_small", patch_size=16, out_dim=65536, output_dir=Path("/ckpt"), lr=5e-4)
-    ckpt = {"student": student, "teacher": teacher, "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
-            "epoch": 800, "args": args, "dino_loss": {"center": torch.zeros(1, 65536)}}
+    ckpt = {
+        "student": student,
+        "teacher": teacher,
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
+        "epoch": 800,
+        "args": args,
+        "dino_loss": {"center": torch.zeros(1, 65536)},
+    }
     path = tmp_path / "dino_deitsmall16_full_checkpoint.pth"
     torch.save(ckpt, path)
     enc = build_encoder("dino:vits16", weights=path)
@@ -125,8 +137,11 @@ def _selfpatch_ca_reference(tokens: torch.Tensor, sd: dict[str, torch.Tensor], h
         out = torch.einsum("bhqk,bkhd->bqhd", attn, v).reshape(b, 1, c)
         cls = cls + f.linear(out, sd[p + "attn.proj.weight"], sd[p + "attn.proj.bias"])
         h = f.layer_norm(cls, (c,), sd[p + "norm2.weight"], sd[p + "norm2.bias"], 1e-6)
-        h = f.linear(f.gelu(f.linear(h, sd[p + "mlp.fc1.weight"], sd[p + "mlp.fc1.bias"])),
-                     sd[p + "mlp.fc2.weight"], sd[p + "mlp.fc2.bias"])
+        h = f.linear(
+            f.gelu(f.linear(h, sd[p + "mlp.fc1.weight"], sd[p + "mlp.fc1.bias"])),
+            sd[p + "mlp.fc2.weight"],
+            sd[p + "mlp.fc2.bias"],
+        )
         cls = cls + h
     cls = f.layer_norm(cls, (cls.shape[-1],), sd["norm.weight"], sd["norm.bias"], 1e-6)
     return cls[:, 0]
@@ -134,25 +149,51 @@ def _selfpatch_ca_reference(tokens: torch.Tensor, sd: dict[str, torch.Tensor], h
 
 def _selfpatch_checkpoint() -> tuple[torch.nn.Module, dict[str, torch.Tensor], dict]:
     torch.manual_seed(2)
-    backbone = timm.create_model("vit_small_patch16_224", class_token=False, global_pool="avg", fc_norm=False,
-                                 final_norm=False, num_classes=0, dynamic_img_size=True).eval()
+    backbone = timm.create_model(
+        "vit_small_patch16_224",
+        class_token=False,
+        global_pool="avg",
+        fc_norm=False,
+        final_norm=False,
+        num_classes=0,
+        dynamic_img_size=True,
+    ).eval()
     assert backbone.pos_embed.shape == (1, 196, 384)  # the released layout: patch tokens only
-    ca = {"cls_token": torch.randn(1, 1, 384) * 0.02, "norm.weight": torch.rand(384) + 0.5,
-          "norm.bias": torch.randn(384) * 0.1}
+    ca = {
+        "cls_token": torch.randn(1, 1, 384) * 0.02,
+        "norm.weight": torch.rand(384) + 0.5,
+        "norm.bias": torch.randn(384) * 0.1,
+    }
     for i in range(2):
         p = f"cls_blocks.{i}."
         for name in ("attn.q", "attn.k", "attn.v", "attn.proj"):
             ca[p + name + ".weight"] = torch.randn(384, 384) * 0.05
             ca[p + name + ".bias"] = torch.randn(384) * 0.05
-        ca |= {p + "norm1.weight": torch.rand(384) + 0.5, p + "norm1.bias": torch.randn(384) * 0.1,
-               p + "norm2.weight": torch.rand(384) + 0.5, p + "norm2.bias": torch.randn(384) * 0.1,
-               p + "mlp.fc1.weight": torch.randn(1536, 384) * 0.05, p + "mlp.fc1.bias": torch.zeros(1536),
-               p + "mlp.fc2.weight": torch.randn(384, 1536) * 0.05, p + "mlp.fc2.bias": torch.zeros(384)}
-    teacher = ({f"backbone.{k}": v for k, v in backbone.state_dict().items()}
-               | {f"ca_head.{k}": v for k, v in ca.items()} | _dino_head("c_head.") | _dino_head("p_head."))
-    ckpt = {"student": {f"module.{k}": v for k, v in teacher.items()}, "teacher": teacher, "epoch": 200,
-            "optimizer": {}, "args": argparse.Namespace(arch="vit_small", k_num=4, out_dim=65536),
-            "dino_loss": {"center": torch.zeros(1, 65536)}, "fp16_scaler": {"scale": 65536.0}}
+        ca |= {
+            p + "norm1.weight": torch.rand(384) + 0.5,
+            p + "norm1.bias": torch.randn(384) * 0.1,
+            p + "norm2.weight": torch.rand(384) + 0.5,
+            p + "norm2.bias": torch.randn(384) * 0.1,
+            p + "mlp.fc1.weight": torch.randn(1536, 384) * 0.05,
+            p + "mlp.fc1.bias": torch.zeros(1536),
+            p + "mlp.fc2.weight": torch.randn(384, 1536) * 0.05,
+            p + "mlp.fc2.bias": torch.zeros(384),
+        }
+    teacher = (
+        {f"backbone.{k}": v for k, v in backbone.state_dict().items()}
+        | {f"ca_head.{k}": v for k, v in ca.items()}
+        | _dino_head("c_head.")
+        | _dino_head("p_head.")
+    )
+    ckpt = {
+        "student": {f"module.{k}": v for k, v in teacher.items()},
+        "teacher": teacher,
+        "epoch": 200,
+        "optimizer": {},
+        "args": argparse.Namespace(arch="vit_small", k_num=4, out_dim=65536),
+        "dino_loss": {"center": torch.zeros(1, 65536)},
+        "fp16_scaler": {"scale": 65536.0},
+    }
     return backbone, ca, ckpt
 
 

@@ -19,8 +19,16 @@ from torch import nn
 from methods import CheckpointError, build_encoder
 
 X = torch.randn(2, 3, 64, 64)  # stages at strides 4..32: 16, 8, 4, 2
-TEXT_KEYS = ["positional_embedding", "text_projection", "logit_scale", "token_embedding.weight", "ln_final.weight",
-             "ln_final.bias", "transformer.resblocks.0.attn.in_proj_weight", "transformer.resblocks.0.ln_1.weight"]
+TEXT_KEYS = [
+    "positional_embedding",
+    "text_projection",
+    "logit_scale",
+    "token_embedding.weight",
+    "ln_final.weight",
+    "ln_final.bias",
+    "transformer.resblocks.0.attn.in_proj_weight",
+    "transformer.resblocks.0.ln_1.weight",
+]
 
 
 @pytest.fixture(autouse=True)
@@ -41,9 +49,15 @@ class _Bottleneck(nn.Module):
         self.conv3, self.bn3 = nn.Conv2d(planes, planes * 4, 1, bias=False), nn.BatchNorm2d(planes * 4)
         self.downsample = None
         if stride > 1 or inplanes != planes * 4:
-            self.downsample = nn.Sequential(OrderedDict([
-                ("-1", nn.AvgPool2d(stride)), ("0", nn.Conv2d(inplanes, planes * 4, 1, bias=False)),
-                ("1", nn.BatchNorm2d(planes * 4))]))
+            self.downsample = nn.Sequential(
+                OrderedDict(
+                    [
+                        ("-1", nn.AvgPool2d(stride)),
+                        ("0", nn.Conv2d(inplanes, planes * 4, 1, bias=False)),
+                        ("1", nn.BatchNorm2d(planes * 4)),
+                    ]
+                )
+            )
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         out = self.avgpool(F.relu(self.bn2(self.conv2(F.relu(self.bn1(self.conv1(x)))))))
@@ -63,11 +77,26 @@ class _AttentionPool2d(nn.Module):
         x = x.flatten(2).permute(2, 0, 1)  # NCHW -> (HW)NC
         x = torch.cat([x.mean(dim=0, keepdim=True), x], dim=0) + self.positional_embedding[:, None, :]
         x, _ = F.multi_head_attention_forward(
-            query=x, key=x, value=x, embed_dim_to_check=x.shape[-1], num_heads=self.num_heads,
-            q_proj_weight=self.q_proj.weight, k_proj_weight=self.k_proj.weight, v_proj_weight=self.v_proj.weight,
-            in_proj_weight=None, in_proj_bias=torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]),
-            bias_k=None, bias_v=None, add_zero_attn=False, dropout_p=0.0, out_proj_weight=self.c_proj.weight,
-            out_proj_bias=self.c_proj.bias, use_separate_proj_weight=True, training=False, need_weights=False)
+            query=x,
+            key=x,
+            value=x,
+            embed_dim_to_check=x.shape[-1],
+            num_heads=self.num_heads,
+            q_proj_weight=self.q_proj.weight,
+            k_proj_weight=self.k_proj.weight,
+            v_proj_weight=self.v_proj.weight,
+            in_proj_weight=None,
+            in_proj_bias=torch.cat([self.q_proj.bias, self.k_proj.bias, self.v_proj.bias]),
+            bias_k=None,
+            bias_v=None,
+            add_zero_attn=False,
+            dropout_p=0.0,
+            out_proj_weight=self.c_proj.weight,
+            out_proj_bias=self.c_proj.bias,
+            use_separate_proj_weight=True,
+            training=False,
+            need_weights=False,
+        )
         return x[0]
 
 
@@ -214,8 +243,11 @@ def test_visual_tower_only_converts_like_the_full_model() -> None:
 def test_wrong_architecture_names_the_keys(tmp_path: Path) -> None:
     path = tmp_path / "RN50.pth"
     torch.save(_clip_state_dict(_rn50()), path)
-    with pytest.raises(CheckpointError, match=r"RN50\.pth: keys missing for dualcoop:rn101 \(resnet101_clip\): "
-                                              r"stages\.2\.\d+\.conv1_1x1"):
+    with pytest.raises(
+        CheckpointError,
+        match=r"RN50\.pth: keys missing for dualcoop:rn101 \(resnet101_clip\): "
+        r"stages\.2\.\d+\.conv1_1x1",
+    ):
         build_encoder("dualcoop:rn101", weights=path)
 
 

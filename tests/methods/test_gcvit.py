@@ -106,22 +106,46 @@ def _reference(arch: str = "gcvit_xxtiny", **kwargs) -> torch.nn.Module:
 
 def _train_py_checkpoint(nv: dict[str, torch.Tensor]) -> dict:
     """What timm 0.9.2's CheckpointSaver (NVlabs train.py, --amp --model-ema) writes."""
-    args = argparse.Namespace(model="gc_vit_xxtiny", config="configs/gc_vit_xxtiny.yml", lr=5e-3, model_ema=True,
-                              input_size=None, mean=None, data_dir=Path("/data/imagenet"), amp=True)
+    args = argparse.Namespace(
+        model="gc_vit_xxtiny",
+        config="configs/gc_vit_xxtiny.yml",
+        lr=5e-3,
+        model_ema=True,
+        input_size=None,
+        mean=None,
+        data_dir=Path("/data/imagenet"),
+        amp=True,
+    )
     student = {k: (v + 1 if v.is_floating_point() else v) for k, v in nv.items()}  # NOT the weights to load
-    return {"epoch": 309, "arch": "gc_vit_xxtiny", "state_dict": student, "version": 2, "args": args,
-            "optimizer": {"state": {0: {"step": torch.tensor(5.0), "exp_avg": torch.zeros(3)}},
-                          "param_groups": [{"lr": 1e-6, "betas": (0.9, 0.999), "params": [0]}]},
-            "amp_scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000,
-                           "_growth_tracker": 11},
-            "state_dict_ema": nv, "metric": 79.9}
+    return {
+        "epoch": 309,
+        "arch": "gc_vit_xxtiny",
+        "state_dict": student,
+        "version": 2,
+        "args": args,
+        "optimizer": {
+            "state": {0: {"step": torch.tensor(5.0), "exp_avg": torch.zeros(3)}},
+            "param_groups": [{"lr": 1e-6, "betas": (0.9, 0.999), "params": [0]}],
+        },
+        "amp_scaler": {
+            "scale": 65536.0,
+            "growth_factor": 2.0,
+            "backoff_factor": 0.5,
+            "growth_interval": 2000,
+            "_growth_tracker": 11,
+        },
+        "state_dict_ema": nv,
+        "metric": 79.9,
+    }
 
 
 @functools.cache
 def _fixture_tensors(section: str = "gcvit_xxtiny") -> dict[str, torch.Tensor]:
     torch.manual_seed(1)
-    return {k: (_swin_index(int(round(s[0] ** 0.5))) if k.endswith("relative_position_index") else torch.randn(s))
-            for k, s in FIXTURE[section].items()}
+    return {
+        k: (_swin_index(int(round(s[0] ** 0.5))) if k.endswith("relative_position_index") else torch.randn(s))
+        for k, s in FIXTURE[section].items()
+    }
 
 
 def _fixture_state_dict() -> dict[str, torch.Tensor]:
@@ -155,7 +179,8 @@ def test_train_py_checkpoint_round_trip(tmp_path: Path) -> None:
     assert rep.matched == len(ref.state_dict()) == 224
     assert rep.missing_allowed == [] and rep.stripped_prefixes == []
     assert sorted(rep.dropped) == ["head.bias", "head.weight"] + sorted(
-        k for k in FIXTURE["gcvit_xxtiny"] if k.endswith("relative_position_index"))
+        k for k in FIXTURE["gcvit_xxtiny"] if k.endswith("relative_position_index")
+    )
     assert rep.converted == [
         "patch_embed.proj -> stem.conv1 (2 keys)",
         "patch_embed.conv_down -> stem.down (9 keys)",
@@ -228,8 +253,9 @@ def test_timm_layout_loads_unchanged(tmp_path: Path) -> None:
 
 # Parameter counts of NVlabs' gc_vit_tiny2/small2/large (1000-way head included), counted by instantiating
 # models/gc_vit.py @ 8e1941f outside vitbench; the README rounds them to 34M / 68M / 201M.
-@pytest.mark.parametrize(("variant", "n_params"), [("tiny2", 34_535_654), ("small2", 68_615_197),
-                                                   ("large", 202_075_570)])
+@pytest.mark.parametrize(
+    ("variant", "n_params"), [("tiny2", 34_535_654), ("small2", 68_615_197), ("large", 202_075_570)]
+)
 def test_archs_timm_lacks_match_nvlabs_sizes(variant: str, n_params: int) -> None:
     """T2/S2/L are timm's GlobalContextVit with NVlabs' configs (timm has no such arch names)."""
     from methods import get_adapter
@@ -260,8 +286,9 @@ def test_numerical_parity_with_nvlabs_code(tmp_path: Path, monkeypatch: pytest.M
     monkeypatch.setitem(sys.modules, spec.name, nv)  # its @register_model looks itself up there
     spec.loader.exec_module(nv)
     torch.manual_seed(0)
-    m = nv.GCViT(depths=[2, 2, 6, 2], num_heads=[2, 4, 8, 16], window_size=[7, 7, 14, 7], dim=64, mlp_ratio=3,
-                 layer_scale=1e-5).eval()
+    m = nv.GCViT(
+        depths=[2, 2, 6, 2], num_heads=[2, 4, 8, 16], window_size=[7, 7, 14, 7], dim=64, mlp_ratio=3, layer_scale=1e-5
+    ).eval()
     with torch.no_grad():
         for p in m.parameters():
             p.add_(torch.randn_like(p) * 0.05)

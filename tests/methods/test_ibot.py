@@ -61,7 +61,9 @@ def test_full_checkpoint_loads_the_teacher(monkeypatch: pytest.MonkeyPatch, tmp_
         "student": prefixed("module.backbone.", student.state_dict() | {"masked_embed": torch.randn(1, 64)})
         | prefixed("module.head.", head),
         "teacher": prefixed("backbone.", teacher.state_dict()) | prefixed("head.", head),
-        "optimizer": optimizer_state(student), "epoch": 400, "fp16_scaler": SCALER,
+        "optimizer": optimizer_state(student),
+        "epoch": 400,
+        "fp16_scaler": SCALER,
         "args": namespace(arch="vit_base", patch_size=16, out_dim=8192, patch_out_dim=8192, pred_ratio=0.3),
         "ibot_loss": {"center": torch.zeros(1, 48), "center2": torch.zeros(1, 1, 40)},
     }

@@ -42,8 +42,13 @@ def test_released_encoder_file(ref: RefViT, tmp_path: Path) -> None:
 def test_training_checkpoint_drops_the_decoder(ref: RefViT, tmp_path: Path) -> None:
     """main_pretrain.py -> util/misc.py::save_model: the whole MaskedAutoencoderViT plus optimizer/scaler/args."""
     decoder = mae_decoder(64, grid=2, patch=16)
-    ckpt = {"model": {**ref.state_dict(), **decoder}, "optimizer": optimizer_state(ref), "epoch": 799,
-            "scaler": SCALER, "args": namespace(model="mae_vit_base_patch16", mask_ratio=0.75, norm_pix_loss=True)}
+    ckpt = {
+        "model": {**ref.state_dict(), **decoder},
+        "optimizer": optimizer_state(ref),
+        "epoch": 799,
+        "scaler": SCALER,
+        "args": namespace(model="mae_vit_base_patch16", mask_ratio=0.75, norm_pix_loss=True),
+    }
     enc = build_encoder("mae:vitb16", weights=save(ckpt, tmp_path / "checkpoint-799.pth"))
     assert_parity(enc, ref, X)
     assert sorted(enc.identity.load_report.dropped) == sorted(decoder)
@@ -57,8 +62,10 @@ def test_wrong_size_is_refused_naming_keys(ref: RefViT, tmp_path: Path) -> None:
         build_encoder("mae", "vitb16", weights=path)
 
 
-@pytest.mark.parametrize(("variant", "patch", "dim", "depth", "heads"),
-                         [("vitb16", 16, 768, 12, 12), ("vitl16", 16, 1024, 24, 16), ("vith14", 14, 1280, 32, 16)])
+@pytest.mark.parametrize(
+    ("variant", "patch", "dim", "depth", "heads"),
+    [("vitb16", 16, 768, 12, 12), ("vitl16", 16, 1024, 24, 16), ("vith14", 14, 1280, 32, 16)],
+)
 def test_variants_match_models_vit(variant: str, patch: int, dim: int, depth: int, heads: int) -> None:
     """mae/models_vit.py: vit_{base,large}_patch16 and vit_huge_patch14 (checked on the meta device: no weights)."""
     adapter = get_adapter("mae")

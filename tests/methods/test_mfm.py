@@ -57,26 +57,51 @@ def yacs_names(monkeypatch: pytest.MonkeyPatch) -> None:
 
 def _config(model_type: str) -> CfgNode:
     """A frozen config shaped like MFM's config.py after merging configs/vit_base/mfm_pretrain__...yaml."""
-    return CfgNode({
-        "MODEL": {"TYPE": model_type, "NAME": "pretrain", "DROP_PATH_RATE": 0.0, "RECOVER_TARGET_TYPE": "masked",
-                  "VIT": {"PATCH_SIZE": 16, "EMBED_DIM": 768, "DEPTH": 12, "NUM_HEADS": 12, "QKV_BIAS": True,
-                          "INIT_VALUES": None, "USE_APE": True, "USE_RPB": False, "USE_MEAN_POOLING": False,
-                          "DECODER": {"DEPTH": 0, "EMBED_DIM": 512}},
-                  "RESNET": {"LAYERS": [3, 4, 6, 3], "IN_CHANS": 3}},
-        "DATA": {"IMG_SIZE": 224, "FILTER_TYPE": "mfm", "MASK_RADIUS1": 16, "MASK_RADIUS2": 999},
-        "TRAIN": {"EPOCHS": 300, "BASE_LR": 3e-4, "OPTIMIZER": {"NAME": "adamw", "BETAS": (0.9, 0.95)}},
-        "AMP_OPT_LEVEL": "O1", "OUTPUT": "output/mfm_pretrain__vit_base__img224__300ep", "TAG": "mfm",
-    }).freeze()
+    return CfgNode(
+        {
+            "MODEL": {
+                "TYPE": model_type,
+                "NAME": "pretrain",
+                "DROP_PATH_RATE": 0.0,
+                "RECOVER_TARGET_TYPE": "masked",
+                "VIT": {
+                    "PATCH_SIZE": 16,
+                    "EMBED_DIM": 768,
+                    "DEPTH": 12,
+                    "NUM_HEADS": 12,
+                    "QKV_BIAS": True,
+                    "INIT_VALUES": None,
+                    "USE_APE": True,
+                    "USE_RPB": False,
+                    "USE_MEAN_POOLING": False,
+                    "DECODER": {"DEPTH": 0, "EMBED_DIM": 512},
+                },
+                "RESNET": {"LAYERS": [3, 4, 6, 3], "IN_CHANS": 3},
+            },
+            "DATA": {"IMG_SIZE": 224, "FILTER_TYPE": "mfm", "MASK_RADIUS1": 16, "MASK_RADIUS2": 999},
+            "TRAIN": {"EPOCHS": 300, "BASE_LR": 3e-4, "OPTIMIZER": {"NAME": "adamw", "BETAS": (0.9, 0.95)}},
+            "AMP_OPT_LEVEL": "O1",
+            "OUTPUT": "output/mfm_pretrain__vit_base__img224__300ep",
+            "TAG": "mfm",
+        }
+    ).freeze()
 
 
 def _save_checkpoint(model: nn.Module, config: CfgNode, path: Path, step: bool = True) -> Path:
     """utils.py::save_checkpoint: model, optimizer, timm lr scheduler, max_accuracy, epoch, config, apex amp."""
     opt = torch.optim.AdamW(model.parameters(), lr=3e-4, betas=(0.9, 0.95))
-    sched = CosineLRScheduler(opt, t_initial=300 * 1251, lr_min=2.5e-6, warmup_t=20 * 1251, warmup_lr_init=2.5e-7,
-                              t_in_epochs=False)
-    ckpt = {"model": model.state_dict(), "optimizer": optimizer_state(model, step), "lr_scheduler": sched.state_dict(),
-            "max_accuracy": 0.0, "epoch": 299, "config": config,
-            "amp": OrderedDict(loss_scaler0={"loss_scale": 65536.0, "unskipped": 1251})}
+    sched = CosineLRScheduler(
+        opt, t_initial=300 * 1251, lr_min=2.5e-6, warmup_t=20 * 1251, warmup_lr_init=2.5e-7, t_in_epochs=False
+    )
+    ckpt = {
+        "model": model.state_dict(),
+        "optimizer": optimizer_state(model, step),
+        "lr_scheduler": sched.state_dict(),
+        "max_accuracy": 0.0,
+        "epoch": 299,
+        "config": config,
+        "amp": OrderedDict(loss_scaler0={"loss_scale": 65536.0, "unskipped": 1251}),
+    }
     return save(ckpt, path)
 
 
@@ -88,8 +113,9 @@ def _mfm(encoder: nn.Module, channels: int, stride: int) -> nn.Module:
     return mfm
 
 
-def test_vitb16_checkpoint_fuses_q_and_v_biases(yacs_names: None, monkeypatch: pytest.MonkeyPatch,
-                                                tmp_path: Path) -> None:
+def test_vitb16_checkpoint_fuses_q_and_v_biases(
+    yacs_names: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     shrink(monkeypatch, "mfm", "vitb16", **TINY)
     encoder = RefViT(beit_bias=True, seed=1)
     assert encoder.blocks[0].attn.qkv.bias is None and encoder.blocks[0].attn.q_bias.abs().sum() > 0
@@ -151,7 +177,11 @@ def test_rn50_checkpoint(yacs_names: None, monkeypatch: pytest.MonkeyPatch, tmp_
 
 def test_rn50_file_into_the_vit_variant_names_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     shrink(monkeypatch, "mfm", "vitb16", **TINY)
-    sd = {"encoder.conv1.weight": torch.zeros(64, 3, 7, 7), "encoder.bn1.weight": torch.ones(64),
-          "encoder.layer1.0.conv1.weight": torch.zeros(64, 64, 1, 1), "decoder.0.weight": torch.zeros(3072, 2048, 1, 1)}
+    sd = {
+        "encoder.conv1.weight": torch.zeros(64, 3, 7, 7),
+        "encoder.bn1.weight": torch.ones(64),
+        "encoder.layer1.0.conv1.weight": torch.zeros(64, 64, 1, 1),
+        "decoder.0.weight": torch.zeros(3072, 2048, 1, 1),
+    }
     with pytest.raises(CheckpointError, match=r"do not look like mfm:vitb16 .*(conv1|bn1|layer1)"):
         build_encoder("mfm:vitb16", weights=save({"model": sd}, tmp_path / "rn50.pth"))

@@ -35,8 +35,13 @@ def _moco(base: RefViT, momentum: RefViT, dim: int, mlp: int = 32, out: int = 16
 def _checkpoint(moco: nn.Module, arch: str, step: bool) -> dict:
     """main_moco.py::save_checkpoint of the DDP model."""
     model = DDP(moco)
-    return {"epoch": 300, "arch": arch, "state_dict": model.state_dict(), "optimizer": optimizer_state(model, step),
-            "scaler": SCALER}
+    return {
+        "epoch": 300,
+        "arch": arch,
+        "state_dict": model.state_dict(),
+        "optimizer": optimizer_state(model, step),
+        "scaler": SCALER,
+    }
 
 
 def test_vits16_has_12_heads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

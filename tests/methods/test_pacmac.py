@@ -30,9 +30,18 @@ def test_mae_variant(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     shrink(monkeypatch, "pacmac", "vitb16-mae", **TINY)
     ref = RefViT(sincos=True, seed=1)
     decoder = mae_decoder(64, 2, 16)
-    ckpt = {"model": ref.state_dict() | decoder, "optimizer": optimizer_state(ref), "epoch": 799, "scaler": SCALER,
-            "args": namespace(model="mae_vit_base_patch16", domains="data/OfficeHome/txt/source_Clipart_cls.txt",
-                              target_domains="data/OfficeHome/txt/source_Product_cls.txt", rand_augs=3)}
+    ckpt = {
+        "model": ref.state_dict() | decoder,
+        "optimizer": optimizer_state(ref),
+        "epoch": 799,
+        "scaler": SCALER,
+        "args": namespace(
+            model="mae_vit_base_patch16",
+            domains="data/OfficeHome/txt/source_Clipart_cls.txt",
+            target_domains="data/OfficeHome/txt/source_Product_cls.txt",
+            rand_augs=3,
+        ),
+    }
     enc = build_encoder("pacmac", "vitb16-mae", weights=save(ckpt, tmp_path / "checkpoint-799.pth"))
     assert_parity(enc, ref, X)
     rep = enc.identity.load_report
@@ -41,10 +50,15 @@ def test_mae_variant(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
 
 def _dino_checkpoint(teacher: RefViT) -> dict:
     student = RefViT(seed=9)
-    return {"student": prefixed("module.backbone.", student.state_dict()) | prefixed("module.head.", dino_head(64)),
-            "teacher": prefixed("backbone.", teacher.state_dict()) | prefixed("head.", dino_head(64)),
-            "optimizer": optimizer_state(student), "epoch": 200, "args": namespace(arch="vit_base", patch_size=16),
-            "dino_loss": {"center": torch.zeros(1, 48)}, "fp16_scaler": SCALER}
+    return {
+        "student": prefixed("module.backbone.", student.state_dict()) | prefixed("module.head.", dino_head(64)),
+        "teacher": prefixed("backbone.", teacher.state_dict()) | prefixed("head.", dino_head(64)),
+        "optimizer": optimizer_state(student),
+        "epoch": 200,
+        "args": namespace(arch="vit_base", patch_size=16),
+        "dino_loss": {"center": torch.zeros(1, 48)},
+        "fp16_scaler": SCALER,
+    }
 
 
 def test_dino_variant_loads_the_teacher(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -29,8 +29,9 @@ class _Exploit:
 def test_code_executing_pickle_is_refused(tmp_path: Path, zipfile: bool) -> None:
     marker = tmp_path / "pwned"
     path = tmp_path / "evil.pth"
-    torch.save({"state_dict": {"w": torch.zeros(1)}, "x": _Exploit(marker)}, path,
-               _use_new_zipfile_serialization=zipfile)
+    torch.save(
+        {"state_dict": {"w": torch.zeros(1)}, "x": _Exploit(marker)}, path, _use_new_zipfile_serialization=zipfile
+    )
     with pytest.raises(UnsafeCheckpointError, match=r"evil\.pth: refusing to unpickle global '(posix|os)\.system'"):
         read_checkpoint(path)
     assert not marker.exists()
@@ -53,10 +54,18 @@ def test_builtins_eval_is_refused(tmp_path: Path) -> None:
 
 def test_allowed_objects_round_trip(tmp_path: Path) -> None:
     ckpt = {
-        "model": {"w": torch.randn(2, 3), "h": torch.randn(4).half(), "b": torch.randn(2).bfloat16(),
-                  "i": torch.arange(3), "p": torch.nn.Parameter(torch.ones(2))},
+        "model": {
+            "w": torch.randn(2, 3),
+            "h": torch.randn(4).half(),
+            "b": torch.randn(2).bfloat16(),
+            "i": torch.arange(3),
+            "p": torch.nn.Parameter(torch.ones(2)),
+        },
         "args": argparse.Namespace(lr=0.1, path=Path("/x"), sizes=(224, 96), flags={"a"}),
-        "epoch": 3, "acc": np.float64(81.5), "arr": np.arange(4), "dtype": torch.float16,
+        "epoch": 3,
+        "acc": np.float64(81.5),
+        "arr": np.arange(4),
+        "dtype": torch.float16,
     }
     torch.save(ckpt, tmp_path / "ok.pth")
     got = read_checkpoint(tmp_path / "ok.pth")

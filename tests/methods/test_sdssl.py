@@ -43,15 +43,25 @@ def _net_wrapper(vit: RefViT, prediction: bool, intermediate: bool) -> nn.Module
 def _lightning_checkpoint(learner: nn.Module) -> dict:
     """What ``Trainer`` writes through its default ModelCheckpoint (Lightning >= 1.5: string callback keys)."""
     return {
-        "epoch": 299, "global_step": 375300, "pytorch-lightning_version": "1.5.10",
+        "epoch": 299,
+        "global_step": 375300,
+        "pytorch-lightning_version": "1.5.10",
         "state_dict": learner.state_dict(),
         "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"total": {"ready": 300, "completed": 299}}}},
-        "callbacks": {"ModelCheckpoint{'monitor': None, 'mode': 'min', 'every_n_train_steps': 0, 'every_n_epochs': 1, "
-                      "'train_time_interval': None, 'save_on_train_epoch_end': True}":
-                      {"monitor": None, "best_model_score": None, "best_model_path": "", "current_score": None,
-                       "dirpath": "log/SD_moco/version_0/checkpoints", "best_k_models": {},
-                       "kth_value": torch.tensor(float("inf"))}},
-        "optimizer_states": [optimizer_state(learner.student)], "lr_schedulers": [],
+        "callbacks": {
+            "ModelCheckpoint{'monitor': None, 'mode': 'min', 'every_n_train_steps': 0, 'every_n_epochs': 1, "
+            "'train_time_interval': None, 'save_on_train_epoch_end': True}": {
+                "monitor": None,
+                "best_model_score": None,
+                "best_model_path": "",
+                "current_score": None,
+                "dirpath": "log/SD_moco/version_0/checkpoints",
+                "best_k_models": {},
+                "kth_value": torch.tensor(float("inf")),
+            }
+        },
+        "optimizer_states": [optimizer_state(learner.student)],
+        "lr_schedulers": [],
     }
 
 
@@ -67,8 +77,12 @@ def test_sd_moco_loads_the_teacher_net(monkeypatch: pytest.MonkeyPatch, tmp_path
     assert_parity(enc, teacher, X)
     rep = enc.identity.load_report
     assert rep.checkpoint_key == "state_dict" and rep.converted[0].startswith("teacher.net.* -> *")
-    assert {".".join(k.split(".")[:2]) for k in rep.dropped} == {"student.net", "student.projector",
-                                                                   "student.predictor", "teacher.projector"}
+    assert {".".join(k.split(".")[:2]) for k in rep.dropped} == {
+        "student.net",
+        "student.projector",
+        "student.predictor",
+        "teacher.projector",
+    }
 
 
 def test_sd_simclr_has_only_a_student(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

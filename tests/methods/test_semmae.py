@@ -26,9 +26,13 @@ B8 = {"embed_dim": 64, "depth": 4, "num_heads": 4}  # the vitb8 variant keeps it
 
 def _checkpoint(encoder: RefViT, grid: int, patch: int) -> dict:
     """MAE's util/misc.py::save_model (SemMAE builds on MAE): the whole MaskedAutoencoderViT and training state."""
-    return {"model": encoder.state_dict() | mae_decoder(64, grid, patch), "optimizer": optimizer_state(encoder),
-            "epoch": 799, "scaler": SCALER,
-            "args": namespace(model="mae_vit_base_patch8_ours", input_size=112, mask_ratio=0.75, setting=3)}
+    return {
+        "model": encoder.state_dict() | mae_decoder(64, grid, patch),
+        "optimizer": optimizer_state(encoder),
+        "epoch": 799,
+        "scaler": SCALER,
+        "args": namespace(model="mae_vit_base_patch8_ours", input_size=112, mask_ratio=0.75, setting=3),
+    }
 
 
 def test_vitb16(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -64,12 +64,14 @@ def test_masked_content_reaches_cls_only_through_the_last_layer():
     keep = model.keep_mask(x, sal)[0].reshape(4, 4)
     x2 = x.clone()
     for r, c in (~keep).nonzero().tolist():  # repaint every masked patch
-        x2[:, :, 16 * r:16 * r + 16, 16 * c:16 * c + 16] = torch.randn(1, 3, 16, 16)
+        x2[:, :, 16 * r : 16 * r + 16, 16 * c : 16 * c + 16] = torch.randn(1, 3, 16, 16)
     with torch.no_grad():
-        a = model.forward_intermediates(x, saliency=sal, norm=False, output_fmt="NLC", return_prefix_tokens=True,
-                                        intermediates_only=True)
-        b = model.forward_intermediates(x2, saliency=sal, norm=False, output_fmt="NLC", return_prefix_tokens=True,
-                                        intermediates_only=True)
+        a = model.forward_intermediates(
+            x, saliency=sal, norm=False, output_fmt="NLC", return_prefix_tokens=True, intermediates_only=True
+        )
+        b = model.forward_intermediates(
+            x2, saliency=sal, norm=False, output_fmt="NLC", return_prefix_tokens=True, intermediates_only=True
+        )
     kept = keep.flatten()
     for i in (0, 1):
         assert torch.allclose(a[i][1], b[i][1], atol=1e-6)  # CLS
@@ -110,8 +112,16 @@ def test_without_saliency_it_is_a_plain_vit():
 def test_checkpoint_round_trip_in_eg_vit_layout(tmp_path):
     src = tiny_model(num_classes=2)  # a fine-tuned 2-class model, saved as EG-ViT's main_siim.py saves it
     sd = {f"module.{k}": v for k, v in src.state_dict().items()}
-    torch.save({"model": sd, "args": argparse.Namespace(res_layer=2, gaze_mask_num=4), "optimizer": {"state": {}},
-                "lr_scheduler": {"last_epoch": 5}, "epoch": 5}, tmp_path / "deit_small_best.pth")
+    torch.save(
+        {
+            "model": sd,
+            "args": argparse.Namespace(res_layer=2, gaze_mask_num=4),
+            "optimizer": {"state": {}},
+            "lr_scheduler": {"last_epoch": 5},
+            "epoch": 5,
+        },
+        tmp_path / "deit_small_best.pth",
+    )
     enc = tiny_adapter().build(weights=str(tmp_path / "deit_small_best.pth"))
     report = enc.identity.load_report
     assert report.checkpoint_key == "model" and report.stripped_prefixes == ["module."]

@@ -22,8 +22,9 @@ from methods.base import with_variant
 from methods.errors import CheckpointError
 from methods.spvit import SPViT as SPViTAdapter
 
-TINY = dict(embed_dim=32, depth=3, num_heads=4, mlp_ratio=3.0, skip_lam=2.0, stem_chs=8, local_up_to_layer=2,
-            img_size=64)
+TINY = dict(
+    embed_dim=32, depth=3, num_heads=4, mlp_ratio=3.0, skip_lam=2.0, stem_chs=8, local_up_to_layer=2, img_size=64
+)
 ATOL = 1e-5
 
 
@@ -76,7 +77,7 @@ def ref_poscnn(x: torch.Tensor, p: dict) -> torch.Tensor:
 
 
 def sub(sd: dict, prefix: str) -> dict:
-    return {k[len(prefix):]: v for k, v in sd.items() if k.startswith(prefix)}
+    return {k[len(prefix) :]: v for k, v in sd.items() if k.startswith(prefix)}
 
 
 def ref_block(x: torch.Tensor, p: dict, heads: int, skip_lam: float) -> torch.Tensor:
@@ -95,8 +96,16 @@ def ref_forward(img: torch.Tensor, sd: dict, cfg: dict) -> tuple[torch.Tensor, l
     x = img
     for i in (1, 2, 3):
         x = F.conv2d(x, sd[f"patch_embed.conv{i}.weight"], stride=2 if i == 1 else 1, padding=3 if i == 1 else 1)
-        x = F.relu(F.batch_norm(x, sd[f"patch_embed.bn{i}.running_mean"], sd[f"patch_embed.bn{i}.running_var"],
-                                sd[f"patch_embed.bn{i}.weight"], sd[f"patch_embed.bn{i}.bias"], eps=1e-5))
+        x = F.relu(
+            F.batch_norm(
+                x,
+                sd[f"patch_embed.bn{i}.running_mean"],
+                sd[f"patch_embed.bn{i}.running_var"],
+                sd[f"patch_embed.bn{i}.weight"],
+                sd[f"patch_embed.bn{i}.bias"],
+                eps=1e-5,
+            )
+        )
     half = cfg["patch_size"] // 2
     x = F.conv2d(x, sd["patch_embed.proj.weight"], sd["patch_embed.proj.bias"], stride=half)
     x = x.flatten(2).transpose(1, 2) + sd["pos_embed"]
@@ -202,9 +211,17 @@ def test_block_matches_official_math(spsa):
 def test_official_checkpoint_round_trip(tmp_path):
     cfg = full_cfg()
     ema, raw = official_state_dict(cfg, seed=0), official_state_dict(cfg, seed=1)
-    ckpt = {"epoch": 299, "arch": "lvvit_s", "state_dict": raw, "state_dict_ema": ema, "optimizer": {"state": {}},
-            "version": 2, "args": argparse.Namespace(model="lvvit_s", local_up_to_layer=2), "amp_scaler": {},
-            "metric": 83.9}
+    ckpt = {
+        "epoch": 299,
+        "arch": "lvvit_s",
+        "state_dict": raw,
+        "state_dict_ema": ema,
+        "optimizer": {"state": {}},
+        "version": 2,
+        "args": argparse.Namespace(model="lvvit_s", local_up_to_layer=2),
+        "amp_scaler": {},
+        "metric": 83.9,
+    }
     path = tmp_path / "model_best.pth.tar"
     torch.save(ckpt, path)
 
@@ -260,8 +277,9 @@ def test_timm_api_contract():
         feats = model.forward_features(x)
         assert feats.shape == (2, 1 + 4 * 2, 32)
         assert torch.equal(model.forward_head(feats, pre_logits=True), feats[:, 0])
-        outs = model.forward_intermediates(x, indices=[0, 2], norm=True, output_fmt="NLC", return_prefix_tokens=True,
-                                           intermediates_only=True)
+        outs = model.forward_intermediates(
+            x, indices=[0, 2], norm=True, output_fmt="NLC", return_prefix_tokens=True, intermediates_only=True
+        )
         assert [o[0].shape for o in outs] == [(2, 8, 32)] * 2 and [o[1].shape for o in outs] == [(2, 1, 32)] * 2
         assert torch.allclose(outs[-1][1][:, 0], feats[:, 0], atol=ATOL)  # last block, normed = forward_features
         # Block 0 runs before the CLS joins: its prefix is the normed learned cls_token, the same for every image.

@@ -53,13 +53,17 @@ def test_code_is_the_nearest_l2_normalised_code():
         q.proj.bias.zero_()
         lat = F.normalize(torch.tensor([1.0, 0.0, 0.0]), dim=0)
         u = torch.tensor([0.0, 1.0, 0.0])
-        q.codebook.weight.copy_(torch.stack([
-            torch.tensor([0.0, 0.0, 1.0]),
-            3.0 * lat,  # same direction, far in raw space: the nearest once both are normalised
-            F.normalize(lat + 0.3 * u, dim=0),  # nearest in raw Euclidean distance (0.29 away)
-            10.0 * F.normalize(lat + u, dim=0),  # largest raw dot product (7.07)
-            -lat,
-        ]))
+        q.codebook.weight.copy_(
+            torch.stack(
+                [
+                    torch.tensor([0.0, 0.0, 1.0]),
+                    3.0 * lat,  # same direction, far in raw space: the nearest once both are normalised
+                    F.normalize(lat + 0.3 * u, dim=0),  # nearest in raw Euclidean distance (0.29 away)
+                    10.0 * F.normalize(lat + u, dim=0),  # largest raw dot product (7.07)
+                    -lat,
+                ]
+            )
+        )
     z = torch.tensor([[2.0, 0.0, 0.0, 5.0]])  # the 4th coordinate is projected away
     assert q.codes(z).tolist() == [1]
     quant, codes = q(z)
