@@ -194,6 +194,33 @@ class _LinearBase(Harness):
         )
         return train, val, tr, va
 
+    @staticmethod
+    def _fit_grid(
+        recipes: dict[str, torch.Tensor],
+        y: torch.Tensor,
+        fit_idx: np.ndarray,
+        num_classes: int,
+        protocol: LinearProtocol | PerLayerProtocol,
+        seed: int,
+        device: str,
+        progress: bool,
+    ) -> dict[str, torch.nn.Linear]:
+        """Train the protocol's grid of heads on the non-held-out part of train."""
+        torch.manual_seed(seed)
+        return train_head_grid(
+            {r: x[fit_idx] for r, x in recipes.items()},
+            y[fit_idx],
+            num_classes,
+            protocol.lrs,
+            protocol.epochs,
+            protocol.batch_size,
+            protocol.momentum,
+            protocol.weight_decay,
+            seed,
+            device,
+            progress,
+        )
+
 
 def _stack(f: dict[str, np.ndarray], kind: str, blocks: list[int]) -> torch.Tensor:
     """``[N, K, d]`` from the per-block arrays of equal width."""
@@ -233,20 +260,7 @@ class LinearHarness(_LinearBase):
         y = as_tensor(tr["labels"]).long()
         fit_idx, hold_idx = holdout_split(y.numpy(), protocol.holdout_fraction, seed)
         recipes = _recipes(_stack(tr, "tok", blocks), _stack(tr, "avg", blocks), protocol)
-        torch.manual_seed(seed)
-        heads = train_head_grid(
-            {r: x[fit_idx] for r, x in recipes.items()},
-            y[fit_idx],
-            len(train.classes),
-            protocol.lrs,
-            protocol.epochs,
-            protocol.batch_size,
-            protocol.momentum,
-            protocol.weight_decay,
-            seed,
-            device,
-            progress,
-        )
+        heads = self._fit_grid(recipes, y, fit_idx, len(train.classes), protocol, seed, device, progress)
         val_recipes = _recipes(_stack(va, "tok", blocks), _stack(va, "avg", blocks), protocol)
         vy = as_tensor(va["labels"]).long()
         grid = {}
@@ -313,20 +327,7 @@ class PerLayerLinearHarness(_LinearBase):
             return out
 
         tr_r, va_r = recipes(tr), recipes(va)
-        torch.manual_seed(seed)
-        heads = train_head_grid(
-            {r: x[fit_idx] for r, x in tr_r.items()},
-            y[fit_idx],
-            len(train.classes),
-            protocol.lrs,
-            protocol.epochs,
-            protocol.batch_size,
-            protocol.momentum,
-            protocol.weight_decay,
-            seed,
-            device,
-            progress,
-        )
+        heads = self._fit_grid(tr_r, y, fit_idx, len(train.classes), protocol, seed, device, progress)
         metrics: dict[str, float] = {}
         selected = {}
         for recipe in tr_r:
