@@ -41,7 +41,7 @@ class ToyHarness(Harness):
     }
 
     def run(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never run here
-        raise NotImplementedError
+        raise AssertionError("validation must never run a harness")
 
 
 def lookup(task: str) -> Harness:

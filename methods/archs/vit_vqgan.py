@@ -117,7 +117,7 @@ class ViTVQGANEncoder(VisionTransformer):
         if output_fmt not in ("NCHW", "NLC"):
             raise ValueError("output_fmt must be 'NCHW' or 'NLC'")
         if output_dict:
-            raise NotImplementedError("output_dict is not supported by ViTVQGANEncoder")
+            raise ValueError("output_dict=True is not supported by ViTVQGANEncoder")
         final, inter = super().forward_intermediates(
             x,
             indices=indices,
