@@ -176,20 +176,23 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         return 0
     rep = ident.load_report
     print(f"{ident.method}:{ident.variant} ({ident.arch})")
-    print(f"  file     {ident.weights_source}")
-    print(f"  sha256   {ident.weights_sha256}")
+    print(f"  file               {ident.weights_source}")
+    print(f"  sha256             {ident.weights_sha256}")
     if rep is not None:
-        print(f"  key      {rep.checkpoint_key or '<flat state dict>'}; stripped {rep.stripped_prefixes or '-'}")
-        print(f"  matched  {rep.matched} keys")
+        print(
+            f"  key                {rep.checkpoint_key or '<flat state dict>'}; stripped {rep.stripped_prefixes or '-'}"
+        )
+        print(f"  matched            {rep.matched}")
         for label, keys in (
             ("dropped", rep.dropped),
             ("converted", rep.converted),
             ("missing (allowed)", rep.missing_allowed),
         ):
-            print(f"  {label:<9}{len(keys)}" + "".join(f"\n    {k}" for k in keys[:50]))
+            more = f"\n    … (+{len(keys) - 50} more; --json lists all)" if len(keys) > 50 else ""
+            print(f"  {label:<18} {len(keys)}" + "".join(f"\n    {k}" for k in keys[:50]) + more)
     s = enc.spec
     print(
-        f"  spec     family={s.family} embed_dim={s.embed_dim} blocks={s.num_blocks} dense={list(s.indices)} "
+        f"  spec               family={s.family} embed_dim={s.embed_dim} blocks={s.num_blocks} dense={list(s.indices)} "
         f"channels={list(s.channels)} strides={list(s.reductions)} global={s.global_pool}"
     )
     return 0

@@ -130,3 +130,22 @@ def test_unknown_protocol_override(imagefolder: Path, tmp_path: Path, capsys: py
 def test_console_script_entry_point() -> None:
     out = subprocess.run([sys.executable, "-m", "benchmarks.cli", "--version"], capture_output=True, text=True)
     assert out.returncode == 0 and out.stdout.startswith("vitbench ")
+
+
+def test_inspect_weights_prints_the_load_report(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import argparse
+
+    import timm
+    import torch
+
+    sd = timm.create_model("vit_small_patch16_224", num_classes=0).state_dict()
+    torch.save(
+        {"teacher": {f"backbone.{k}": v for k, v in sd.items()}, "args": argparse.Namespace(a=1)}, tmp_path / "full.pth"
+    )
+    code, out, _ = _run(capsys, "inspect-weights", "--method", "dino:vits16", "--weights", str(tmp_path / "full.pth"))
+    assert code == 0 and f"matched            {len(sd)}" in out and "stripped ['backbone.']" in out
+    code, out, _ = _run(
+        capsys, "inspect-weights", "--method", "dino", "--weights", str(tmp_path / "full.pth"), "--json"
+    )
+    info = json.loads(out)
+    assert code == 0 and len(info["sha256"]) == 64 and info["load_report"]["checkpoint_key"] == "teacher"
