@@ -10,6 +10,12 @@ from typing import Any, ClassVar
 from benchmarks.records import ProtocolInfo
 
 
+def protocol_hash(name: str, version: int, config: dict[str, Any]) -> str:
+    """The hash stored in records: of the protocol's name, version and resolved (JSON) config."""
+    blob = json.dumps({"name": name, "version": version, "config": config}, sort_keys=True)
+    return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
 @dataclasses.dataclass(frozen=True)
 class Protocol:
     """Base of every protocol. Subclasses set ``NAME``/``VERSION`` and declare their fields with defaults that
@@ -26,8 +32,7 @@ class Protocol:
         return json.loads(json.dumps(dataclasses.asdict(self)))  # tuples -> lists, as stored in JSON
 
     def hash(self) -> str:
-        blob = json.dumps({"name": self.NAME, "version": self.VERSION, "config": self.config()}, sort_keys=True)
-        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+        return protocol_hash(self.NAME, self.VERSION, self.config())
 
     def info(self) -> ProtocolInfo:
         return ProtocolInfo(name=self.NAME, version=self.VERSION, hash=self.hash(), config=self.config())

@@ -38,9 +38,14 @@ def _check_name(value: str, what: str) -> str:
 _CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 
 
+def has_control_chars(value: str) -> bool:
+    """Control characters (other than tab and newline) corrupt terminals and logs."""
+    return _CONTROL.search(value) is not None
+
+
 def _check_text(value: str) -> str:
-    """Free text may hold anything printable, but no control characters (they corrupt terminals and logs)."""
-    if _CONTROL.search(value):
+    """Free text may hold anything printable, but no control characters."""
+    if has_control_chars(value):
         raise ValueError("contains control characters")
     return value
 
@@ -185,9 +190,10 @@ def record_relpath(task: str, method: str, variant: str, seed: int) -> Path:
     return Path("runs") / task / method / f"{variant}__seed{seed}.json"
 
 
-def _error_text(path: Path | str, err: ValidationError) -> str:
+def format_validation_error(path: Path | str, err: ValidationError) -> str:
+    """``"<path>: <field.path>: <message> (+N more)"``: one line naming the file and the first bad field."""
     first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<record>"
+    loc = ".".join(str(p) for p in first["loc"]) or "<file>"
     msg = first["msg"].removeprefix("Value error, ")
     more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
     return f"{path}: {loc}: {msg}{more}"
@@ -198,7 +204,7 @@ def parse_record(data: dict[str, Any], path: Path | str = "<record>") -> Record:
     try:
         return Record.model_validate(data)
     except ValidationError as err:
-        raise RecordError(_error_text(path, err)) from None
+        raise RecordError(format_validation_error(path, err)) from None
 
 
 def load_record(path: Path | str) -> Record:

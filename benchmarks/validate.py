@@ -9,14 +9,13 @@ Each problem comes back as one line naming the file and the field.
 
 from __future__ import annotations
 
-import hashlib
-import json
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import Any
 
 from benchmarks.harness import Harness
-from benchmarks.records import Record, load_record
+from benchmarks.protocol import protocol_hash
+from benchmarks.records import Record, has_control_chars, load_record
 from methods.errors import UnknownNameError, VitbenchError
 
 HarnessLookup = Callable[[str], Harness]
@@ -28,16 +27,10 @@ def _default_lookup(task: str) -> Harness:
     return get_harness(task)
 
 
-def _config_hash(name: str, version: int, config: dict[str, Any]) -> str:
-    # Same recipe as benchmarks.protocol.Protocol.hash: lets us tell an edited config from a different protocol.
-    blob = json.dumps({"name": name, "version": version, "config": config}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
-
 def _control_chars(value: Any, where: str) -> str | None:
     """The first string (key or value) under ``value`` holding a control character, as a field path."""
     if isinstance(value, str):
-        if any((ord(c) < 32 and c not in "\t\n") or ord(c) == 127 for c in value):
+        if has_control_chars(value):
             return where
     elif isinstance(value, dict):
         for k, v in value.items():
@@ -54,7 +47,7 @@ def _control_chars(value: Any, where: str) -> str | None:
 
 def _check_protocol(rec: Record, harness: Harness) -> str | None:
     p = rec.protocol
-    if _config_hash(p.name, p.version, p.config) != p.hash:
+    if protocol_hash(p.name, p.version, p.config) != p.hash:
         return f"protocol.hash: {p.hash} does not match the record's own protocol.config (edited after the run?)"
     expected = harness.protocol(smoke=rec.track == "smoke")
     if p.name != expected.NAME:

@@ -15,9 +15,8 @@ from pathlib import Path
 import pandas as pd
 from pydantic import ValidationError
 
-from benchmarks.records import MetricMeta, Record, iter_record_files
+from benchmarks.records import MetricMeta, Record, format_validation_error, iter_record_files
 from leaderboard.catalog import metric_info, task_info
-from leaderboard.reported import format_validation_error
 
 
 @dataclass(frozen=True)

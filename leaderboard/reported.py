@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from benchmarks.records import format_validation_error
 from methods._names import NAME_RE
 from methods.errors import VitbenchError
 
@@ -238,14 +239,6 @@ def _read_yaml(path: Path) -> Any:
         raise VitbenchError(f"{path}: cannot read ({err})") from None
     except yaml.YAMLError as err:
         raise VitbenchError(f"{path}: not valid YAML ({str(err).splitlines()[0]})") from None
-
-
-def format_validation_error(path: Path | str, err: ValidationError) -> str:
-    """``"<path>: <field.path>: <message> (+N more)"``: one line naming the file and the first bad field."""
-    first = err.errors()[0]
-    loc = ".".join(str(p) for p in first["loc"]) or "<file>"
-    more = f" (+{err.error_count() - 1} more)" if err.error_count() > 1 else ""
-    return f"{path}: {loc}: {first['msg'].removeprefix('Value error, ')}{more}"
 
 
 def load_paper(path: Path | str) -> Paper:
