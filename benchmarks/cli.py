@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import shlex
 import sys
 from collections.abc import Callable, Sequence
@@ -275,10 +276,8 @@ def _one_line(err: BaseException) -> str:
     """Errors re-raised from DataLoader workers carry a traceback in their message: keep the last line."""
     lines = [ln for ln in str(err).strip().splitlines() if ln.strip()]
     text = lines[-1] if lines else type(err).__name__
-    for prefix in ("methods.errors.", "DataError: ", "CheckpointError: "):
-        if text.startswith(prefix):
-            text = text.split(": ", 1)[-1]
-    return text
+    # That last line reads "methods.errors.DataError: <message>": drop the exception's qualified name.
+    return re.sub(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception): ", "", text)
 
 
 def main(argv: Sequence[str] | None = None) -> int:
