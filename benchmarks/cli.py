@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import re
 import shlex
 import sys
@@ -59,26 +58,20 @@ def cmd_methods(args: argparse.Namespace) -> int:
 
 
 def cmd_tasks(args: argparse.Namespace) -> int:
-    from benchmarks.tasks import get_harness, list_tasks
+    from benchmarks.catalog import TASKS
 
-    described = [get_harness(t).describe() for t in list_tasks()]
+    described = [spec.describe() for _, spec in TASKS.items() if spec.runnable or args.all]
     if args.json:
-        _print_json(
-            [
-                {
-                    "name": d["name"],
-                    "protocol": d["protocol"],
-                    "protocol_version": d["protocol_version"],
-                    "metrics": d["metrics"],
-                    "headline": d["headline"],
-                    "synth_kind": d["synth_kind"],
-                }
-                for d in described
-            ]
-        )
+        _print_json(described)
         return 0
     rows = [
-        [d["name"], f"{d['protocol']} v{d['protocol_version']}", d["headline"], d["synth_kind"], d["description"]]
+        [
+            d["name"],
+            f"{d['protocol']} v{d['protocol_version']}" if d["runnable"] else "reported only",
+            d["headline"],
+            d["synth_kind"] or "-",
+            d["description"] or d["title"],
+        ]
         for d in described
     ]
     _table("vitbench tasks", ["task", "protocol", "headline", "smoke data", "description"], rows)
@@ -110,9 +103,6 @@ def _parse_overrides(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
 def cmd_run(args: argparse.Namespace) -> int:
     from benchmarks.runner import RunRequest, run
 
-    if args.launcher:  # read by the dense glue (benchmarks/dense/mm_glue.py: launcher_from_env)
-        os.environ["VITBENCH_LAUNCHER"] = args.launcher
-
     req = RunRequest(
         method=args.method,
         task=args.task,
@@ -127,17 +117,16 @@ def cmd_run(args: argparse.Namespace) -> int:
         protocol_overrides=_parse_overrides(args.set),
         progress=not args.no_progress,
         command=args.command_line,
+        launcher=args.launcher,
     )
-    try:
-        path, record = run(req)
-    except TypeError as err:  # an unknown --set key reaches the protocol dataclass
-        if "unexpected keyword" in str(err):
-            raise VitbenchError(f"--set: {err}") from None
-        raise
+    path, record = run(req)
     if record is None:
         print(f"skipped: {path} exists (use --force to run again)")
         return 0
-    rows = [[k, v] for k, v in record.metrics.items() if not k.startswith(("top1_b", "top1_avg_b", "top5_k"))]
+    from benchmarks.catalog import get_task
+
+    spec = get_task(record.task)  # the metrics declared by name; ^pattern families (per k, per block) stay in the file
+    rows = [[k, v] for k, v in record.metrics.items() if k in spec.metrics]
     _table(f"{record.method}:{record.variant} on {record.task} ({record.track})", ["metric", "value"], rows)
     print(f"record: {path}")
     return 0
@@ -155,6 +144,20 @@ def cmd_validate(args: argparse.Namespace) -> int:
             bad += 1
             print(f"invalid: {problem}", file=sys.stderr)
     return 1 if bad else 0
+
+
+def cmd_new_method(args: argparse.Namespace) -> int:
+    from benchmarks.scaffold import scaffold_method
+
+    written = scaffold_method(args.name, Path(args.root))
+    for path in written:
+        print(f"wrote {path}")
+    module = args.name.replace("-", "_")
+    print(
+        f"next: fill in the TODOs in methods/{module}.py, run `python -m pytest tests/methods/test_{module}.py "
+        f"tests/methods/test_contract.py -k {args.name}`, then open the adapter PR (CONTRIBUTING.md)"
+    )
+    return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
@@ -211,6 +214,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     p = sub.add_parser("tasks", help="list benchmark tasks and their protocol versions")
     p.add_argument("--json", action="store_true")
+    p.add_argument("--all", action="store_true", help="also list tasks that have reported numbers but no harness")
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("data", help="dataset utilities")
@@ -251,19 +255,51 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--json", action="store_true")
     p.set_defaults(func=cmd_inspect)
 
-    try:
-        from leaderboard.cli import add_parsers
-    except ImportError:  # the leaderboard package is optional at this layer
-        pass
-    else:
-        add_parsers(sub)
-    for extra in ("benchmarks.sweep",):
-        try:
-            mod = __import__(extra, fromlist=["add_parsers"])
-        except ImportError:
-            continue
-        mod.add_parsers(sub)
+    p = sub.add_parser("new-method", help="scaffold a method adapter, its test and its results folder")
+    p.add_argument("name", help="method key (lower case letters, digits, '-')")
+    p.add_argument("--root", default=".", help="repository root (default: current folder)")
+    p.set_defaults(func=cmd_new_method)
+
+    _add_sweep(sub)
+    for plugin in _command_plugins():
+        plugin(sub)
     return parser
+
+
+def _command_plugins() -> list[Callable[[Any], None]]:
+    """Subcommands contributed by packages above this one (the leaderboard's ``leaderboard`` and ``compare``),
+    found through the ``vitbench.commands`` entry-point group, so that ``benchmarks`` never imports them."""
+    from importlib.metadata import entry_points
+
+    return [ep.load() for ep in sorted(entry_points(group="vitbench.commands"), key=lambda ep: ep.name)]
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from benchmarks.sweep import cmd_sweep
+
+    return cmd_sweep(args)
+
+
+def _add_sweep(sub: Any) -> None:
+    """``vitbench sweep``; :mod:`benchmarks.sweep` is imported only when it runs."""
+    p = sub.add_parser("sweep", help="run a grid of method x task x seed through submitit (local or Slurm)")
+    p.add_argument("--methods", nargs="+", required=True, metavar="M[:VARIANT]")
+    p.add_argument("--tasks", nargs="+", required=True)
+    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--data", help="dataset root (same for every task in the sweep)")
+    p.add_argument("--weights", help="checkpoint for every method (default: each variant's pinned URL)")
+    p.add_argument("--out", default="results")
+    p.add_argument("--device", default="cpu")
+    p.add_argument("--smoke", action="store_true")
+    p.add_argument("--force", action="store_true")
+    p.add_argument("--cache")
+    p.add_argument("--executor", default="local", choices=["local", "slurm"])
+    p.add_argument("--log-dir", help="submitit folder (default OUT/work/submitit)")
+    p.add_argument("--slurm-partition")
+    p.add_argument("--gpus", type=int, default=None, help="GPUs per node (Slurm)")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs per task (Slurm)")
+    p.add_argument("--timeout-min", type=int, default=60 * 24)
+    p.set_defaults(func=_cmd_sweep)
 
 
 def _version() -> str:

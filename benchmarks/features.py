@@ -64,7 +64,7 @@ def extract(
 ) -> dict[str, np.ndarray]:
     """Run ``fn`` (images ``[B, C, H, W]`` -> named feature tensors ``[B, ...]``) over ``dataset`` and return the
     features as fp16 arrays plus ``labels`` (int64). With ``cache_dir`` None nothing is written to disk."""
-    n = len(dataset)
+    n = len(dataset)  # type: ignore[arg-type]  # map-style datasets are Sized
     workers = default_workers() if num_workers is None else num_workers
     folder = None if cache_dir is None else Path(cache_dir) / key.digest()
     if folder is not None and (folder / "meta.json").exists():
@@ -72,7 +72,7 @@ def extract(
         return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
 
     partial = None if folder is None else folder.with_name(folder.name + ".partial")
-    start, arrays = 0, None
+    start, arrays = 0, None  # type: tuple[int, dict[str, np.ndarray] | None]
     if partial is not None and (partial / "progress.json").exists():  # resume an interrupted extraction
         state = json.loads((partial / "progress.json").read_text())
         start = int(state["done"])
@@ -92,13 +92,13 @@ def extract(
         for step, (images, labels) in enumerate(loader):
             images = images.to(device, non_blocking=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
-                out = fn(images)
-            out = {name: t.float().cpu().numpy().astype(np.float16) for name, t in out.items()}
-            out["labels"] = labels.numpy().astype(np.int64)
+                feats = fn(images)
+            batch = {name: t.float().cpu().numpy().astype(np.float16) for name, t in feats.items()}
+            batch["labels"] = labels.numpy().astype(np.int64)
             if arrays is None:
-                arrays = _allocate(partial, out, n)
+                arrays = _allocate(partial, batch, n)
             b = len(labels)
-            for name, value in out.items():
+            for name, value in batch.items():
                 arrays[name][done : done + b] = value
             done += b
             bar.update(b)
@@ -106,7 +106,7 @@ def extract(
                 _checkpoint(partial, arrays, done)
     if arrays is None:  # empty dataset
         raise ValueError("cannot extract features of an empty dataset")
-    if folder is None:
+    if folder is None or partial is None:
         return arrays
     _checkpoint(partial, arrays, done)
     atomic_write_text(partial / "meta.json", json.dumps({"key": key.__dict__, "n": n, "arrays": list(arrays)}))

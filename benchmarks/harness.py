@@ -1,22 +1,53 @@
-"""The harness contract: what every downstream task implements.
+"""The harness contract: ``Harness.run(ctx: RunContext, protocol) -> RunOutput``.
 
-A harness never knows which method it runs (it sees only :class:`methods.Encoder`), and never writes the record
-itself: it returns a :class:`RunOutput` and :mod:`benchmarks.runner` adds identity, protocol and provenance.
+A harness never knows which method it runs (it sees only the :class:`methods.Encoder` in the context), never
+changes the protocol it is given, and never writes the record itself: it returns a :class:`RunOutput` and
+:mod:`benchmarks.runner` adds identity, protocol and provenance. What a task *is* (title, metrics, headline,
+protocol class, data identity) lives in its :class:`~benchmarks.catalog.TaskSpec`, not here.
 """
 
 from __future__ import annotations
 
 import abc
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
+from benchmarks.catalog import TaskSpec, get_task, list_tasks
 from benchmarks.protocol import Protocol
-from benchmarks.records import DatasetInfo, MetricMeta
+from benchmarks.records import DatasetInfo
+from methods._names import import_target
+from methods.errors import VitbenchError
 
 if TYPE_CHECKING:
     from methods import Encoder
+
+LAUNCHERS = ("none", "pytorch", "slurm")
+
+
+@dataclass(frozen=True)
+class RunContext:
+    """Everything a harness may use besides its protocol.
+
+    ``work_dir`` is this run's private folder (logs, training checkpoints for resume); ``cache_dir`` the feature
+    cache root (None: the default under ``$VITBENCH_CACHE``); ``launcher`` how multi-process training engines
+    start ("none" = one process).
+    """
+
+    task: TaskSpec
+    encoder: Encoder
+    data_root: Path
+    work_dir: Path
+    seed: int = 0
+    device: str = "cpu"
+    launcher: str = "none"
+    cache_dir: Path | None = None
+    progress: bool = True
+    smoke: bool = False
+
+    def __post_init__(self) -> None:
+        if self.launcher not in LAUNCHERS:
+            raise ValueError(f"launcher {self.launcher!r} is not one of {LAUNCHERS}")
 
 
 @dataclass
@@ -28,53 +59,31 @@ class RunOutput:
 
 
 class Harness(abc.ABC):
-    """Subclasses set ``task``, ``protocol_cls``, ``metrics`` and ``synth_kind`` and implement :meth:`run`.
+    """Base of every harness. One class may serve several catalogue entries (COCO 1x / 3x / cascade): it reads
+    what differs from ``self.spec`` and the protocol."""
 
-    ``metrics`` maps a metric name, or a regular expression starting with ``^`` (per-layer metrics such as
-    ``^top1_b\\d+$``), to its :class:`MetricMeta`. ``headline`` is the metric leaderboards sort by.
-    """
+    def __init__(self, spec: TaskSpec) -> None:
+        self.spec = spec
 
-    task: ClassVar[str]
-    protocol_cls: ClassVar[type[Protocol]]
-    metrics: ClassVar[dict[str, MetricMeta]]
-    headline: ClassVar[str]
-    synth_kind: ClassVar[str]  # the `vitbench data synth KIND` that makes smoke data for this task
-    description: ClassVar[str] = ""
-
-    def protocol(self, smoke: bool = False, **overrides: Any) -> Protocol:
-        return self.protocol_cls.smoke(**overrides) if smoke else self.protocol_cls.paper(**overrides)
-
-    @classmethod
-    def metric_meta(cls, name: str) -> MetricMeta | None:
-        if name in cls.metrics:
-            return cls.metrics[name]
-        for pattern, meta in cls.metrics.items():
-            if pattern.startswith("^") and re.fullmatch(pattern, name):
-                return meta
-        return None
+    @property
+    def task(self) -> str:
+        return self.spec.id
 
     @abc.abstractmethod
-    def run(
-        self,
-        encoder: Encoder,
-        data_root: Path,
-        out_dir: Path,
-        seed: int,
-        device: str,
-        protocol: Protocol,
-        *,
-        cache_dir: Path | None = None,
-        progress: bool = True,
-    ) -> RunOutput:
-        """Run the task. ``out_dir`` is this run's private work folder (logs, checkpoints for resume)."""
+    def run(self, ctx: RunContext, protocol: Any) -> RunOutput:
+        """Run the task on ``ctx.encoder`` with exactly ``protocol`` (an instance of ``self.spec.protocol``)."""
 
-    def describe(self) -> dict[str, Any]:
-        return {
-            "name": self.task,
-            "protocol": self.protocol_cls.NAME,
-            "protocol_version": self.protocol_cls.VERSION,
-            "metrics": list(self.metrics),
-            "headline": self.headline,
-            "synth_kind": self.synth_kind,
-            "description": self.description,
-        }
+    def check_protocol(self, protocol: Protocol) -> None:
+        if self.spec.protocol is None or not isinstance(protocol, self.spec.protocol):
+            raise TypeError(f"task {self.task} runs {self.spec.protocol}, got {type(protocol).__name__}")
+
+
+def load_harness(task_id: str) -> Harness:
+    """Import and instantiate the harness of ``task_id`` (this is where torch gets imported)."""
+    spec = get_task(task_id)
+    if spec.harness is None:
+        raise VitbenchError(
+            f"task {task_id} has reported numbers only: no harness runs it yet "
+            f"(runnable tasks: {', '.join(list_tasks(runnable_only=True))})"
+        )
+    return import_target(spec.harness)(spec)

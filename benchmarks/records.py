@@ -15,6 +15,7 @@ import json
 import math
 import os
 import re
+import sys
 import tempfile
 from datetime import datetime
 from pathlib import Path
@@ -25,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from methods._names import NAME_RE
 from methods.errors import RecordError
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION: Literal[1] = 1
 _SHA256_CHARS = frozenset("0123456789abcdef")
 
 
@@ -243,19 +244,31 @@ def atomic_write_text(path: Path, text: str) -> None:
 def write_record(record: Record, results_root: Path | str, *, force: bool = False) -> Path:
     """Write ``record`` under ``results_root`` atomically and return its path.
 
-    Raises :class:`RecordError` if the record exists and ``force`` is false (callers check
-    :func:`record_exists` first to skip work; this guards against races).
+    Raises :class:`RecordError` if a valid record exists and ``force`` is false (callers check
+    :func:`existing_record` first to skip work; this guards against races). An invalid file there is replaced.
     """
     path = Path(results_root) / record.relpath()
-    if path.exists() and not force:
+    if not force and existing_record(results_root, record.task, record.method, record.variant, record.seed):
         raise RecordError(f"{path}: exists (pass --force to overwrite)")
     atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
     return path
 
 
-def record_exists(results_root: Path | str, task: str, method: str, variant: str, seed: int) -> Path | None:
+def existing_record(results_root: Path | str, task: str, method: str, variant: str, seed: int) -> Path | None:
+    """The path of a finished run's record, or None when the run must (still) be done.
+
+    A file that does not validate as a record (``{}``, a truncated or hand-edited file) is not a finished run:
+    None is returned, a one-line note names the file and the problem, and the new run replaces it.
+    """
     path = Path(results_root) / record_relpath(task, method, variant, seed)
-    return path if path.exists() else None
+    if not path.exists():
+        return None
+    try:
+        load_record(path)
+    except RecordError as err:
+        print(f"vitbench: note: {err}; running again, the new record will replace it", file=sys.stderr)
+        return None
+    return path
 
 
 def iter_record_files(results_root: Path | str) -> list[Path]:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shlex
 import subprocess
 import sys
@@ -12,12 +13,11 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
-from typing import Any
-
-import torch
+from typing import TYPE_CHECKING, Any
 
 import benchmarks
-from benchmarks.harness import Harness, RunOutput
+from benchmarks.catalog import TaskSpec, get_task
+from benchmarks.harness import LAUNCHERS, RunContext, RunOutput, load_harness
 from benchmarks.protocol import Protocol
 from benchmarks.records import (
     LoadReport,
@@ -25,12 +25,14 @@ from benchmarks.records import (
     Provenance,
     Record,
     Weights,
-    record_exists,
+    existing_record,
     write_record,
 )
-from benchmarks.tasks import get_harness
-from methods import Encoder, build_encoder, parse_method
+from methods import build_encoder, parse_method
 from methods.errors import VitbenchError
+
+if TYPE_CHECKING:
+    from methods import Encoder
 
 _SOURCE_DIR = Path(__file__).resolve().parent.parent
 
@@ -81,16 +83,21 @@ def package_versions() -> dict[str, str]:
 
 
 def device_name(device: str) -> str:
+    import torch
+
     if device.startswith("cuda") and torch.cuda.is_available():
         return f"{device} ({torch.cuda.get_device_name(torch.device(device))})"
     return f"{device} ({platform.processor() or platform.machine()}, {torch.get_num_threads()} threads)"
 
 
 def resolve_device(device: str) -> str:
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise VitbenchError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
-    if device not in ("cpu",) and not device.startswith("cuda"):
+    if device not in ("cpu",) and not re.fullmatch(r"cuda(:\d+)?", device):
         raise VitbenchError(f"--device {device}: expected cpu or cuda[:N]")
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            raise VitbenchError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     return device
 
 
@@ -112,11 +119,21 @@ class RunRequest:
     protocol_overrides: tuple[tuple[str, Any], ...] = ()
     progress: bool = True
     command: str | None = None
+    launcher: str | None = None  # None: detected from torchrun / srun
+
+
+def launcher_from_env() -> str:
+    """ "pytorch" under torchrun, "slurm" under srun with several tasks, else "none"."""
+    if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:
+        return "pytorch"
+    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
+        return "slurm"
+    return "none"
 
 
 def make_record(
     encoder: Encoder,
-    harness: Harness,
+    spec: TaskSpec,
     protocol: Protocol,
     output: RunOutput,
     seed: int,
@@ -129,9 +146,9 @@ def make_record(
     ident = encoder.identity
     metas: dict[str, MetricMeta] = {}
     for name in output.metrics:
-        meta = harness.metric_meta(name)
+        meta = spec.metric_meta(name)
         if meta is None:
-            raise VitbenchError(f"harness {harness.task} produced metric '{name}' it does not declare")
+            raise VitbenchError(f"harness of {spec.id} produced metric '{name}' the catalogue does not declare")
         metas[name] = meta
     sha, dirty = git_state()
     lr = LoadReport(**ident.load_report.to_dict()) if ident.load_report else None
@@ -142,7 +159,7 @@ def make_record(
         weights=Weights(
             source=ident.weights_source, sha256=ident.weights_sha256, file_name=ident.weights_file, load_report=lr
         ),
-        task=harness.task,
+        task=spec.id,
         protocol=protocol.info(),
         dataset=output.dataset,
         metrics={k: float(v) for k, v in output.metrics.items()},
@@ -166,28 +183,30 @@ def make_record(
 
 
 def run(req: RunRequest) -> tuple[Path, Record | None]:
-    """Execute ``req``. Returns (record path, record), or (existing path, None) when skipped as already done."""
+    """Execute ``req``. Returns (record path, record), or (existing path, None) when skipped as already done.
+
+    Everything that needs no model is checked first (task, method, variant, protocol overrides, device, data
+    folder, launcher), so a typo fails in the first second instead of after feature extraction.
+    """
     name, variant = parse_method(req.method)
-    harness = get_harness(req.task)
+    spec = get_task(req.task)
+    protocol = spec.protocol_for(req.smoke, dict(req.protocol_overrides))  # also: a runnable task
     device = resolve_device(req.device)
+    synth = f"vitbench data synth {spec.synth_kind}" if spec.synth_kind else "the task's data layout"
     if req.data is None:
-        raise VitbenchError(
-            f"--data is required for task {req.task} (make a tiny set: vitbench data synth "
-            f"{harness.synth_kind} --out DIR)"
-        )
+        raise VitbenchError(f"--data is required for task {req.task} (make a tiny set: {synth} --out DIR)")
     data = Path(req.data)
     if not data.exists():
-        raise VitbenchError(
-            f"{data}: data folder does not exist (make a tiny one with: vitbench data synth "
-            f"{harness.synth_kind} --out {data})"
-        )
+        raise VitbenchError(f"{data}: data folder does not exist (make a tiny one with: {synth} --out {data})")
+    launcher = req.launcher or launcher_from_env()
+    if launcher not in LAUNCHERS:
+        raise VitbenchError(f"--launcher {launcher}: expected one of {', '.join(LAUNCHERS)}")
     from methods import get_adapter
 
-    adapter = get_adapter(name)
-    v = adapter.variant(variant)
-    if not req.force and (done := record_exists(req.out, req.task, name, v.name, req.seed)):
+    v = get_adapter(name).variant(variant)
+    if not req.force and (done := existing_record(req.out, req.task, name, v.name, req.seed)):
         return done, None
-    protocol = harness.protocol(req.smoke, **dict(req.protocol_overrides))
+    harness = load_harness(req.task)
     # Under torchrun / srun every process runs this function: each uses its own GPU, only rank 0 writes the record.
     rank = int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0")))
     if device == "cuda" and "LOCAL_RANK" in os.environ:
@@ -195,13 +214,22 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
     encoder = build_encoder(name, v.name, weights=req.weights, seed=req.seed)
-    work = req.work_dir or (Path(req.out) / "work" / req.task / name / f"{v.name}__seed{req.seed}")
-    output = harness.run(
-        encoder.to(device), data, work, req.seed, device, protocol, cache_dir=req.cache_dir, progress=req.progress
+    ctx = RunContext(
+        task=spec,
+        encoder=encoder.to(device),
+        data_root=data,
+        work_dir=req.work_dir or (Path(req.out) / "work" / req.task / name / f"{v.name}__seed{req.seed}"),
+        seed=req.seed,
+        device=device,
+        launcher=launcher,
+        cache_dir=req.cache_dir,
+        progress=req.progress,
+        smoke=req.smoke,
     )
+    output = harness.run(ctx, protocol)
     command = req.command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
     record = make_record(
-        encoder, harness, protocol, output, req.seed, req.smoke, started, time.perf_counter() - t0, device, command
+        encoder, spec, protocol, output, req.seed, req.smoke, started, time.perf_counter() - t0, device, command
     )
     if rank != 0:
         return Path(req.out) / record.relpath(), record

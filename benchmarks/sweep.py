@@ -14,7 +14,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from benchmarks.records import record_exists
+from benchmarks.records import existing_record
 from methods import get_adapter, parse_method
 from methods.errors import VitbenchError
 
@@ -24,14 +24,14 @@ if TYPE_CHECKING:  # the runner imports torch: only when a sweep actually runs
 
 def plan(base: RunRequest, methods: list[str], tasks: list[str], seeds: list[int]) -> list[RunRequest]:
     """Every (method, task, seed) cell without a record yet (all cells with ``base.force``)."""
-    from benchmarks.tasks import get_harness
+    from benchmarks.catalog import get_task
 
     cells = []
     for method, task, seed in itertools.product(methods, tasks, seeds):
         name, variant = parse_method(method)
         v = get_adapter(name).variant(variant)  # unknown names fail here, before anything is submitted
-        get_harness(task)
-        if not base.force and record_exists(base.out, task, name, v.name, seed):
+        get_task(task).protocol_for(base.smoke, dict(base.protocol_overrides))  # runnable, overrides valid
+        if not base.force and existing_record(base.out, task, name, v.name, seed):
             continue
         cells.append(replace(base, method=f"{name}:{v.name}", task=task, seed=seed))
     return cells
@@ -50,6 +50,7 @@ def submit(cells: list[RunRequest], executor: str, folder: Path, slurm: dict) ->
         import submitit
     except ImportError:
         raise VitbenchError("vitbench sweep needs submitit: pip install 'vitbench[cluster]'") from None
+    ex: submitit.Executor
     if executor == "local":
         ex = submitit.LocalExecutor(folder=folder)
         ex.update_parameters(timeout_min=slurm.get("timeout_min", 60 * 24))
@@ -103,24 +104,3 @@ def cmd_sweep(args: argparse.Namespace) -> int:
     for path in submit(cells, args.executor, folder, slurm):
         print(f"record: {path}")
     return 0
-
-
-def add_parsers(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("sweep", help="run a grid of method x task x seed through submitit (local or Slurm)")
-    p.add_argument("--methods", nargs="+", required=True, metavar="M[:VARIANT]")
-    p.add_argument("--tasks", nargs="+", required=True)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
-    p.add_argument("--data", help="dataset root (same for every task in the sweep)")
-    p.add_argument("--weights", help="checkpoint for every method (default: each variant's pinned URL)")
-    p.add_argument("--out", default="results")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--smoke", action="store_true")
-    p.add_argument("--force", action="store_true")
-    p.add_argument("--cache")
-    p.add_argument("--executor", default="local", choices=["local", "slurm"])
-    p.add_argument("--log-dir", help="submitit folder (default OUT/work/submitit)")
-    p.add_argument("--slurm-partition")
-    p.add_argument("--gpus", type=int, default=None, help="GPUs per node (Slurm)")
-    p.add_argument("--cpus", type=int, default=None, help="CPUs per task (Slurm)")
-    p.add_argument("--timeout-min", type=int, default=60 * 24)
-    p.set_defaults(func=cmd_sweep)

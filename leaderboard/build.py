@@ -15,7 +15,7 @@ import os
 import shutil
 import sys
 import tempfile
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TextIO
@@ -23,7 +23,7 @@ from typing import Any, TextIO
 import jinja2
 
 from leaderboard import plots
-from leaderboard.collect import HarnessInfo, harness_info
+from leaderboard.collect import TaskLookup, find_task
 from leaderboard.compare import Leaderboard, assemble, comparison_rows, render
 from leaderboard.markdown import leaderboard_md
 from leaderboard.reported import Paper, Tolerances
@@ -136,17 +136,17 @@ def build_site(
     results: Path | str = Path("results"),
     out: Path | str = Path("site"),
     tolerances: Tolerances | None = None,
-    harness_lookup: Callable[[str], HarnessInfo | None] = harness_info,
+    task_lookup: TaskLookup = find_task,
     registered: set[str] | None = None,
 ) -> SiteReport:
-    """Read ``results`` and write the site to ``out``; return what was written. ``harness_lookup`` gives each task's
-    registered protocol (default: import the registered harness); ``registered`` the method keys that have an
-    adapter (default: the method registry's)."""
+    """Read ``results`` and write the site to ``out``; return what was written. ``task_lookup`` gives each task's
+    catalogue entry, None for an unknown task (default: :mod:`benchmarks.catalog`, which imports no harness);
+    ``registered`` the method keys that have an adapter (default: the method registry's)."""
     results, out = Path(results), Path(out)
     if not (results / "reported").is_dir() and not (results / "runs").is_dir():
         raise VitbenchError(f"{results}: no reported/ or runs/ folder: not a vitbench results folder")
     with _gc_paused():
-        lb = assemble(results, tolerances, harness_lookup)
+        lb = assemble(results, tolerances, task_lookup)
         tmp = _prepare_out(out)
         try:
             pages = _write_site(lb, tmp, _registered_methods() if registered is None else registered)
@@ -238,7 +238,7 @@ def _write_site(lb: Leaderboard, out: Path, registered: set[str]) -> int:
         )
         pages += 1
 
-    _write(out / "leaderboard.md", leaderboard_md(lb))
+    _write(out / "leaderboard.md", leaderboard_md(lb.tables))
     _write(out / "compare.csv", render(comparison_rows(lb.tables), "csv"))
     return pages
 
@@ -249,11 +249,13 @@ def print_summary(report: SiteReport, stream: TextIO | None = None) -> None:
     try:
         from rich.console import Console
         from rich.table import Table
+
+        have_rich = True
     except ImportError:  # rich is a dependency, but a plain table is enough if it is missing
-        Console = None  # noqa: N806
+        have_rich = False
     head = ["task", "reported", "reproduced", "within", "outside", "not yet reproduced", "other protocol", "smoke"]
     keys = ["task", "reported", "reproduced", "within", "outside", "not_reproduced", "other", "smoke"]
-    if Console is not None:
+    if have_rich:
         table = Table(title="vitbench leaderboard", title_justify="left")
         for h in head:
             table.add_column(h, justify="left" if h == "task" else "right")

@@ -1,8 +1,12 @@
-"""The leaderboard's subcommands of ``vitbench``: ``leaderboard``, ``compare`` and ``new-method``.
+"""The leaderboard's subcommands of ``vitbench``: ``leaderboard`` and ``compare``.
 
-:func:`add_parsers` is called by :mod:`benchmarks.cli` with its subparsers; each subcommand sets ``func``. User
+:func:`add_parsers` is the ``vitbench.commands`` entry point (pyproject.toml) that :mod:`benchmarks.cli` loads with
+its subparsers, so the dependency points one way (leaderboard -> benchmarks); each subcommand sets ``func``. User
 errors raise :class:`VitbenchError` (one line, exit 1). ``compare`` exits 0 whatever the verdicts: the table says
 which rows are outside tolerance.
+
+Every ``vitbench`` command loads this module to register its subcommands, so it imports nothing beyond the standard
+library at the top: the leaderboard's modules (pydantic, YAML, Jinja2) load only when one of its commands runs.
 """
 
 from __future__ import annotations
@@ -10,15 +14,19 @@ from __future__ import annotations
 import argparse
 import sys
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from leaderboard.reported import Tolerances, load_tolerances
-from methods._names import did_you_mean
 from methods.errors import VitbenchError
+
+if TYPE_CHECKING:
+    from leaderboard.reported import Tolerances
 
 
 def parse_tolerances(specs: list[str], base: Tolerances) -> Tolerances:
     """Apply ``--tolerance`` values to a :class:`~leaderboard.reported.Tolerances`: ``0.5`` sets the default,
     ``METRIC=0.5`` one metric, ``TASK:METRIC=0.5`` one metric of one task."""
+    from leaderboard.reported import Tolerances
+
     tol = Tolerances(base.default, dict(base.metrics), {k: dict(v) for k, v in base.tasks.items()})
     for spec in specs:
         target, _, value = spec.rpartition("=")
@@ -39,6 +47,8 @@ def parse_tolerances(specs: list[str], base: Tolerances) -> Tolerances:
 
 
 def _tolerances(args: argparse.Namespace) -> Tolerances:
+    from leaderboard.reported import load_tolerances
+
     return parse_tolerances(args.tolerance, load_tolerances(Path(args.results) / "reported"))
 
 
@@ -55,6 +65,7 @@ def cmd_leaderboard(args: argparse.Namespace) -> int:
 
 def cmd_compare(args: argparse.Namespace) -> int:
     from leaderboard.compare import assemble, comparison_rows, render
+    from methods._names import did_you_mean
 
     lb = assemble(Path(args.results), _tolerances(args))
     if args.task is not None and args.task not in lb.tables:
@@ -69,21 +80,8 @@ def cmd_compare(args: argparse.Namespace) -> int:
     return 0
 
 
-def cmd_new_method(args: argparse.Namespace) -> int:
-    from benchmarks.scaffold import scaffold_method
-
-    written = scaffold_method(args.name, Path(args.root))
-    for path in written:
-        print(f"wrote {path}")
-    print(
-        f"next: fill in the TODOs in methods/{args.name.replace('-', '_')}.py, run "
-        f"`pytest tests/methods/test_{args.name.replace('-', '_')}.py`, then open the adapter PR (CONTRIBUTING.md)"
-    )
-    return 0
-
-
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
-    """Register ``leaderboard``, ``compare`` and ``new-method`` on ``vitbench``'s subparsers."""
+    """Register ``leaderboard`` and ``compare`` on ``vitbench``'s subparsers."""
     tol_help = "tolerance: NUMBER (default), METRIC=NUMBER or TASK:METRIC=NUMBER; repeatable"
 
     p = sub.add_parser("leaderboard", help="build the static leaderboard site from results/")
@@ -100,8 +98,3 @@ def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-a
     p.add_argument("--results", default="results")
     p.add_argument("--tolerance", action="append", default=[], metavar="SPEC", help=tol_help)
     p.set_defaults(func=cmd_compare)
-
-    p = sub.add_parser("new-method", help="scaffold a method adapter, its test and its results folder")
-    p.add_argument("name", help="method key (lower case letters, digits, '-')")
-    p.add_argument("--root", default=".", help="repository root (default: current folder)")
-    p.set_defaults(func=cmd_new_method)

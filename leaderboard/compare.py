@@ -1,5 +1,8 @@
 """``vitbench compare``: reproduced vs reported, one line per (task, method, variant, metric), with the delta and
 its tolerance verdict. Only default reported rows (no ``setting``) and current-protocol paper-track runs take part.
+
+:func:`assemble` (read ``results/`` into a :class:`Leaderboard`) lives here too; the site builds on it. This module
+uses :mod:`leaderboard.markdown`'s table writer, never the reverse.
 """
 
 from __future__ import annotations
@@ -7,13 +10,12 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from leaderboard import fmt
-from leaderboard.collect import Group, HarnessInfo, Records, group_records, harness_info, load_records
+from leaderboard.collect import Group, Records, TaskLookup, find_task, group_records, load_records
 from leaderboard.markdown import md_table
 from leaderboard.reported import Reported, Tolerances, load_reported, load_tolerances
 from leaderboard.table import SETTING, TaskTable, build_tables
@@ -50,18 +52,19 @@ class Leaderboard:
 def assemble(
     results: Path | str,
     tolerances: Tolerances | None = None,
-    harness_lookup: Callable[[str], HarnessInfo | None] = harness_info,
+    task_lookup: TaskLookup = find_task,
 ) -> Leaderboard:
-    """Read ``results/`` (reported + runs) and build every task table. ``harness_lookup`` tells each task's registered
-    protocol (tests pass their own instead of importing harnesses)."""
+    """Read ``results/`` (reported + runs) and build every task table. ``task_lookup`` gives each task's catalogue
+    entry (title, headline, metric directions, registered protocol), None for an unknown task; tests pass their
+    own."""
     results = Path(results)
     reported = load_reported(results / "reported")
     tol = tolerances or load_tolerances(results / "reported")
     recs = load_records(results)
     tasks = {r.task for _, r in reported.rows} | {r.task for r in recs.records}
-    harnesses = {t: harness_lookup(t) for t in tasks}
-    groups = group_records(recs, harnesses)
-    return Leaderboard(build_tables(reported, groups, harnesses, tol), reported, recs, groups, tol)
+    specs = {t: task_lookup(t) for t in tasks}
+    groups = group_records(recs, specs)
+    return Leaderboard(build_tables(reported, groups, specs, tol), reported, recs, groups, tol)
 
 
 def comparison_rows(

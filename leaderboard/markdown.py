@@ -2,13 +2,10 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Mapping
 
 from leaderboard import fmt
 from leaderboard.table import OUTSIDE, TaskTable
-
-if TYPE_CHECKING:
-    from leaderboard.compare import Leaderboard
 
 # Characters that change Markdown or HTML meaning inside a table cell (GitHub renders inline HTML).
 _MD_SPECIAL = {c: f"\\{c}" for c in "\\`*_[]|#!~"} | {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
@@ -54,12 +51,12 @@ def task_md(t: TaskTable) -> str:
     return f"### {md_escape(t.task)}: {md_escape(t.title)}\n\n_{md_escape(proto)}_\n\n" + md_table(head, body)
 
 
-def leaderboard_md(lb: Leaderboard) -> str:
-    """All tasks, for pasting into a README."""
+def leaderboard_md(tables: Mapping[str, TaskTable]) -> str:
+    """All tasks (``Leaderboard.tables``), for pasting into a README."""
     parts = [
         "## vitbench leaderboard\n",
         "Reported = the paper's number (source in results/reported/). Reproduced = mean ± std over seeds of "
         "paper-track runs under the registered protocol. Delta = reproduced - reported.\n",
     ]
-    parts += [task_md(t) for t in lb.tables.values() if t.rows]
+    parts += [task_md(t) for t in tables.values() if t.rows]
     return "\n".join(parts)

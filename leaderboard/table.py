@@ -7,10 +7,11 @@ against a tolerance. Reproduced groups of other protocols and smoke groups are k
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 
-from leaderboard.catalog import METRICS, task_info, task_order
-from leaderboard.collect import Group, HarnessInfo, ProtocolKey, Stat, headline, higher_is_better
+from benchmarks.catalog import TaskSpec, metric_order, task_order
+from leaderboard.collect import Group, ProtocolKey, Registered, Stat, headline, higher_is_better, registered_protocols
 from leaderboard.reported import Paper, Reported, ReportedRow, Tolerances
 
 # Verdicts, in the words the site, the Markdown and the CSV use.
@@ -49,7 +50,8 @@ class TaskTable:
     task: str
     title: str
     headline: str
-    harness: HarnessInfo | None
+    spec: TaskSpec | None  # the catalogue entry; None for a task id the catalogue does not know
+    registered: Registered | None  # the catalogue's protocols; None for a reported-only or unknown task
     current: ProtocolKey | None  # the protocol reproduced cells come from
     metrics: list[str]
     rows: list[Row]
@@ -77,19 +79,15 @@ def _most_common(names: list[str]) -> str:
     return max(sorted(set(names)), key=names.count) if names else ""
 
 
-def _metric_order(metrics: set[str], head: str) -> list[str]:
-    catalog = list(METRICS)
-    return sorted(metrics, key=lambda m: (m != head, catalog.index(m) if m in catalog else len(catalog), m))
-
-
 def build_tables(
-    reported: Reported, groups: list[Group], harnesses: dict[str, HarnessInfo | None], tolerances: Tolerances
+    reported: Reported, groups: list[Group], specs: Mapping[str, TaskSpec | None], tolerances: Tolerances
 ) -> dict[str, TaskTable]:
-    """Join reported rows and reproduced groups into one table per task (catalog order)."""
+    """Join reported rows and reproduced groups into one table per task (catalogue order)."""
     tasks = {r.task for _, r in reported.rows} | {g.task for g in groups}
     tables: dict[str, TaskTable] = {}
     for task in task_order(tasks):
-        h = harnesses.get(task)
+        spec = specs.get(task)
+        reg = registered_protocols(spec)
         rows: dict[tuple[str, str, str | None], Row] = {}
         rep = [(p, r) for p, r in reported.rows if r.task == task]
         for paper, rr in rep:
@@ -104,20 +102,21 @@ def build_tables(
             row.backbone = row.backbone or g.arch
             for name, stat in g.stats.items():
                 row.cells.setdefault(name, Cell()).stat = stat
-        # A task neither the harness nor the catalog knows sorts by its most reported metric.
-        head = headline(task, h) or _most_common([m for r in rows.values() for m in r.cells])
+        # A task the catalogue does not know sorts by its most reported metric.
+        head = headline(spec) or _most_common([m for r in rows.values() for m in r.cells])
         for row in rows.values():
             meta = row.group.records[0].metric_meta if row.group else {}
             for name, cell in row.cells.items():
-                _fill_cell(cell, row, task, name, h, meta.get(name), tolerances)
-        metrics = _metric_order({m for r in rows.values() for m in r.cells}, head)
-        ordered = sorted(rows.values(), key=lambda r: _row_sort_key(r, head, h))
+                _fill_cell(cell, row, task, name, spec, meta.get(name), tolerances)
+        metrics = metric_order({m for r in rows.values() for m in r.cells}, head)
+        ordered = sorted(rows.values(), key=lambda r: _row_sort_key(r, head, spec))
         tables[task] = TaskTable(
             task=task,
-            title=task_info(task).title,
+            title=spec.title if spec is not None else task,
             headline=head,
-            harness=h,
-            current=current[0].protocol if current else (h.paper if h else None),
+            spec=spec,
+            registered=reg,
+            current=current[0].protocol if current else (reg.paper if reg else None),
             metrics=metrics,
             rows=ordered,
             other=sorted((g for g in groups if g.task == task and g.status == "other"), key=_group_key),
@@ -128,7 +127,7 @@ def build_tables(
 
 
 def _fill_cell(
-    cell: Cell, row: Row, task: str, metric: str, h: HarnessInfo | None, meta: object, tolerances: Tolerances
+    cell: Cell, row: Row, task: str, metric: str, spec: TaskSpec | None, meta: object, tolerances: Tolerances
 ) -> None:
     if row.setting is not None:
         cell.verdict = SETTING  # a non-default setting is shown for context, never compared
@@ -139,15 +138,15 @@ def _fill_cell(
     else:
         cell.tolerance = tolerances.get(task, metric, cell.reported)
         cell.delta = cell.stat.mean - cell.reported.value
-        cell.verdict, cell.direction = judge(cell.delta, cell.tolerance, higher_is_better(metric, h, meta))  # type: ignore[arg-type]
+        cell.verdict, cell.direction = judge(cell.delta, cell.tolerance, higher_is_better(metric, spec, meta))  # type: ignore[arg-type]
 
 
-def _row_sort_key(row: Row, head: str, h: HarnessInfo | None) -> tuple[object, ...]:
+def _row_sort_key(row: Row, head: str, spec: TaskSpec | None) -> tuple[object, ...]:
     cell = row.cells.get(head)
     value = None
     if cell is not None:
         value = cell.stat.mean if cell.stat is not None else (cell.reported.value if cell.reported else None)
-    sign = -1.0 if higher_is_better(head, h) else 1.0
+    sign = -1.0 if higher_is_better(head, spec) else 1.0
     return (
         value is None,
         row.setting is not None,

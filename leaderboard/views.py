@@ -210,8 +210,8 @@ def runs_html(g: Group, metrics: list[str]) -> Markup:
 def probe_card(rec: Record) -> list[tuple[str, str]]:
     """The facts a reader needs to judge a probe: layers, pooling, resolution, normalisation, neck, head."""
     p = rec.probe
-    spec = p.get("spec") if isinstance(p.get("spec"), dict) else {}
-    dc = p.get("data_config") if isinstance(p.get("data_config"), dict) else {}
+    spec: dict[str, Any] = p["spec"] if isinstance(p.get("spec"), dict) else {}
+    dc: dict[str, Any] = p["data_config"] if isinstance(p.get("data_config"), dict) else {}
     card = []
     for label, value in (
         ("layers", p.get("layers", p.get("blocks", spec.get("indices")))),

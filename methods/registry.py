@@ -2,26 +2,20 @@
 
 from __future__ import annotations
 
-import importlib
 from functools import cache
 from typing import TYPE_CHECKING
 
-from methods._names import NAME_RE, did_you_mean
-from methods.errors import UnknownNameError
+from methods._names import Registry
 
 if TYPE_CHECKING:
     from methods.base import MethodAdapter
 
-_REGISTRY: dict[str, str] = {}
+METHODS: Registry[str] = Registry("method")
 
 
 def register(name: str, target: str) -> None:
     """Add ``name -> "module:Class"``. Re-registering a name is an error (two adapters would shadow each other)."""
-    if not NAME_RE.match(name):
-        raise ValueError(f"method name {name!r} must match {NAME_RE.pattern}")
-    if name in _REGISTRY:
-        raise ValueError(f"method '{name}' is already registered (by {_REGISTRY[name]})")
-    _REGISTRY[name] = target
+    METHODS.register(name, target)
 
 
 # One line per method. `vitbench new-method NAME` appends here.
@@ -47,16 +41,13 @@ for _name, _target in {
 
 
 def list_methods() -> list[str]:
-    return sorted(_REGISTRY)
+    return sorted(METHODS)
 
 
 @cache
 def get_adapter(name: str) -> MethodAdapter:
     """Import and instantiate the adapter registered as ``name`` (did-you-mean error if unknown)."""
-    if name not in _REGISTRY:
-        raise UnknownNameError(f"unknown method '{name}'{did_you_mean(name, list(_REGISTRY))}")
-    module, _, attr = _REGISTRY[name].partition(":")
-    cls = getattr(importlib.import_module(module), attr)
+    cls = METHODS.load(name)
     if cls.name != name:
-        raise ValueError(f"{_REGISTRY[name]} declares name '{cls.name}' but is registered as '{name}'")
+        raise ValueError(f"{METHODS.get(name)} declares name '{cls.name}' but is registered as '{name}'")
     return cls()

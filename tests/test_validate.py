@@ -9,8 +9,8 @@ from typing import Any, ClassVar
 
 import pytest
 
+from benchmarks.catalog import TaskSpec
 from benchmarks.cli import main
-from benchmarks.harness import Harness
 from benchmarks.protocol import Protocol
 from benchmarks.records import MetricMeta, record_relpath
 from benchmarks.validate import validate_file, validate_files
@@ -29,26 +29,24 @@ class ToyProtocol(Protocol):
     resolution: int | None = None
 
 
-class ToyHarness(Harness):
-    task = "toy-task"
-    protocol_cls = ToyProtocol
-    headline = "top1"
-    synth_kind = "imagefolder"
-    metrics: ClassVar[dict[str, MetricMeta]] = {
-        "top1": MetricMeta(),
-        "top5": MetricMeta(),
-        r"^top1_k\d+$": MetricMeta(),
-    }
-
-    def run(self, *args: Any, **kwargs: Any) -> Any:  # pragma: no cover - never run here
-        raise AssertionError("validation must never run a harness")
+TOY = TaskSpec(
+    id="toy-task",
+    title="toy",
+    group="classification",
+    headline="top1",
+    metrics={"top1": MetricMeta(), "top5": MetricMeta(), r"^top1_k\d+$": MetricMeta()},
+    protocol=ToyProtocol,
+    harness="tests.nowhere:NeverImported",  # validation reads the catalogue entry, never the harness
+    synth_kind="imagefolder",
+)
+REPORTED_ONLY = TaskSpec("reported-only", "no harness", "dense", "mAP", {"mAP": MetricMeta()})
 
 
-def lookup(task: str) -> Harness:
+def lookup(task: str) -> TaskSpec:
     if task == "toy-task":
-        return ToyHarness()
-    if task == "needs-mmcv":
-        raise ModuleNotFoundError("No module named 'mmcv'")
+        return TOY
+    if task == "reported-only":
+        return REPORTED_ONLY
     raise UnknownNameError(f"unknown task '{task}' (did you mean 'toy-task'?)")
 
 
@@ -144,9 +142,36 @@ def test_protocol_hash_against_own_config_and_registered_config(tmp_path: Path) 
     assert "config differs in: resolution" in check(tmp_path, smoke_as_paper)
 
 
-def test_unknown_or_unloadable_task(tmp_path: Path) -> None:
+def test_unknown_or_unrunnable_task(tmp_path: Path) -> None:
     assert "task: unknown task 'toy-tsk'" in check(tmp_path, good(task="toy-tsk"))
-    assert "task: the harness of 'needs-mmcv' cannot be loaded" in check(tmp_path, good(task="needs-mmcv"))
+    assert "task: reported-only has reported numbers only" in check(tmp_path, good(task="reported-only"))
+
+
+def test_dense_records_validate_without_the_mm_stack(tmp_path: Path) -> None:
+    """The catalogue is torch- and mm*-free: a COCO record is checked against the registered COCO protocol."""
+    import subprocess
+    import sys
+
+    from benchmarks.catalog import get_task
+
+    proto = get_task("coco-maskrcnn-fpn-1x").protocol_for(smoke=True)
+    rec = make_record(
+        "coco-maskrcnn-fpn-1x",
+        "dino",
+        "vits16",
+        0,
+        {"bbox_AP": 10.0},
+        track="smoke",
+        protocol=proto.info().model_dump(),
+    )
+    path = write(tmp_path, rec)
+    code = (
+        "import sys; from benchmarks.validate import validate_file; "
+        f"print(validate_file({str(path)!r})); "
+        "assert not {'torch', 'timm', 'mmcv', 'mmdet'} & set(sys.modules), sorted(sys.modules)"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.strip() == "None"
 
 
 def test_direction_must_agree_with_the_task(tmp_path: Path) -> None:
@@ -178,8 +203,8 @@ def test_validate_files_keeps_order_and_cli_exit_code(tmp_path: Path, capsys: py
 def test_a_record_from_the_real_runner_validates_and_renders(imagefolder: Path, tmp_path: Path) -> None:
     """End to end with the registered knn harness: run (smoke), validate, build; the run lands in the smoke
     section, under the harness's own smoke protocol, and never in the compared table."""
+    from benchmarks.catalog import get_task
     from benchmarks.runner import RunRequest, run
-    from benchmarks.tasks import get_harness
     from leaderboard.build import build_site
 
     results = tmp_path / "results"
@@ -206,7 +231,7 @@ def test_a_record_from_the_real_runner_validates_and_renders(imagefolder: Path, 
 
     site = build_site(results, tmp_path / "site", registered={"dino"}).out
     html = (site / "tasks" / "knn.html").read_text()
-    smoke = get_harness("knn").protocol(smoke=True)
+    smoke = get_task("knn").protocol_for(smoke=True)
     assert f"{smoke.NAME} v{smoke.VERSION} ({smoke.hash()[:8]})" in html.split('id="smoke"')[1]
     assert 'data-reproduced="yes"' not in html.split('id="main"')[1].split("</table>")[0]
     assert "Not yet reproduced" in html

@@ -6,29 +6,14 @@ For each val image the k most cosine-similar train images vote for their class w
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from pathlib import Path
-from typing import ClassVar
-
 import torch
 
-from benchmarks.classification.common import as_tensor, dataset_info, extract_split, load_splits, transform_for
-from benchmarks.harness import Harness, RunOutput
-from benchmarks.protocol import Protocol
-from benchmarks.records import MetricMeta
-from methods import Encoder
+from benchmarks.classification.common import load_splits
+from benchmarks.classification.protocols import KnnProtocol
+from benchmarks.harness import Harness, RunContext, RunOutput
+from benchmarks.probe.engine import as_tensor, dataset_info, global_features, transform_for
 
-
-@dataclass(frozen=True)
-class KnnProtocol(Protocol):
-    NAME: ClassVar[str] = "dino-knn"
-    VERSION: ClassVar[int] = 1
-    SMOKE: ClassVar[dict] = {"resolution": 64}
-
-    ks: tuple[int, ...] = (10, 20, 100, 200)
-    headline_k: int = 20
-    temperature: float = 0.07
-    resolution: int | None = None  # None: the encoder's native eval size (224 for most)
+__all__ = ["KnnHarness", "KnnProtocol", "knn_classify"]
 
 
 @torch.no_grad()
@@ -44,7 +29,7 @@ def knn_classify(
 ) -> tuple[float, float]:
     """Top-1/top-5 (%) of the weighted vote. Features ``[N, D]`` must already be L2-normalised."""
     k = min(k, train_x.shape[0])
-    correct1 = correct5 = 0
+    correct1 = correct5 = 0.0
     for s in range(0, test_x.shape[0], chunk):
         sim = test_x[s : s + chunk] @ train_x.T  # [b, N_train] cosine similarities
         top_sim, top_idx = sim.topk(k, dim=1)
@@ -59,39 +44,13 @@ def knn_classify(
 
 
 class KnnHarness(Harness):
-    task = "knn"
-    protocol_cls = KnnProtocol
-    headline = "top1"
-    synth_kind = "imagefolder"
-    description = "Weighted k-NN (k=20, T=0.07) on L2-normalised global features; ImageFolder train -> val."
-    metrics: ClassVar[dict[str, MetricMeta]] = {
-        "top1": MetricMeta(),
-        "top5": MetricMeta(),
-        r"^top1_k\d+$": MetricMeta(),
-        r"^top5_k\d+$": MetricMeta(),
-    }
+    """The ``knn`` task: features from ``forward_global``, extracted once per split through the cache."""
 
-    def run(
-        self,
-        encoder: Encoder,
-        data_root: Path,
-        out_dir: Path,
-        seed: int,
-        device: str,
-        protocol: KnnProtocol,
-        *,
-        cache_dir: Path | None = None,
-        progress: bool = True,
-    ) -> RunOutput:
-        train, val = load_splits(data_root)
-
-        def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
-            return {"global": encoder.forward_global(x)}
-
-        feats = [
-            extract_split(encoder, s, fn, "global", protocol.resolution, device, cache_dir, progress)
-            for s in (train, val)
-        ]
+    def run(self, ctx: RunContext, protocol: KnnProtocol) -> RunOutput:
+        train, val = load_splits(ctx.data_root)
+        encoder = ctx.encoder
+        kw = {"resolution": protocol.resolution, "device": ctx.device, "cache_dir": ctx.cache_dir}
+        feats = [global_features(encoder, s, progress=ctx.progress, **kw) for s in (train, val)]
         (tx, ty), (vx, vy) = [
             (torch.nn.functional.normalize(as_tensor(f["global"]).float(), dim=1), as_tensor(f["labels"]).long())
             for f in feats
@@ -102,13 +61,12 @@ class KnnHarness(Harness):
             metrics[f"top1_k{k}"], metrics[f"top5_k{k}"] = top1, top5
         metrics["top1"] = metrics[f"top1_k{protocol.headline_k}"]
         metrics["top5"] = metrics[f"top5_k{protocol.headline_k}"]
-        _, _, size = transform_for(encoder, protocol.resolution)
         probe = {
             "features": f"forward_global ({encoder.spec.global_pool})",
             "normalisation": "L2",
-            "resolution": size,
-            "n_train": len(train.samples),
+            "resolution": transform_for(encoder, protocol.resolution).size,
+            "n_train": len(train),
             "n_classes": len(train.classes),
-            "effective_k": {str(k): min(k, len(train.samples)) for k in protocol.ks},
+            "effective_k": {str(k): min(k, len(train)) for k in protocol.ks},
         }
-        return RunOutput(metrics=metrics, dataset=dataset_info(data_root, train, val), probe=probe)
+        return RunOutput(metrics=metrics, dataset=dataset_info(ctx.data_root, train, val), probe=probe)

@@ -2,47 +2,27 @@
 
 Scanning is strict and fails early with one line naming the folder or file: a missing split, a split with no
 class folders, an empty class folder, a val class that train does not have. An unreadable image fails when it
-is read, naming the file. :func:`synth_imagefolder` writes a tiny, learnable set in the same layout.
+is read, naming the file. Splits are single-label :class:`~benchmarks.probe.data.LabelledSplit` objects of RGB
+images.
+:func:`synth_imagefolder` writes a tiny, learnable set in the same layout.
 """
 
 from __future__ import annotations
 
-import hashlib
-import math
 import os
 import random
-from dataclasses import dataclass
 from pathlib import Path
 
-import torch
-from PIL import Image, ImageDraw, UnidentifiedImageError
-from torch.utils.data import Dataset
+import numpy as np
+from PIL import Image, ImageDraw
 
+from benchmarks.probe.data import LabelledSplit
 from methods.errors import DataError
 
 IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".JPEG")
 
 
-@dataclass(frozen=True)
-class Split:
-    """One scanned split: ``samples`` are (path, class index) pairs in a stable order."""
-
-    root: Path
-    name: str
-    classes: tuple[str, ...]
-    samples: tuple[tuple[Path, int], ...]
-
-    def fingerprint(self) -> str:
-        """A content fingerprint: relative paths, sizes and labels (not mtimes, which change on copy)."""
-        h = hashlib.sha256()
-        h.update("\n".join(self.classes).encode())
-        for path, label in self.samples:
-            h.update(f"\n{path.relative_to(self.root).as_posix()}\t{path.stat().st_size}\t{label}".encode())
-        return h.hexdigest()[:16]
-
-    @property
-    def labels(self) -> list[int]:
-        return [label for _, label in self.samples]
+Split = LabelledSplit  # an ImageFolder split is a single-label LabelledSplit of RGB images
 
 
 def scan_split(root: Path | str, split: str, classes: tuple[str, ...] | None = None) -> Split:
@@ -71,49 +51,9 @@ def scan_split(root: Path | str, split: str, classes: tuple[str, ...] | None = N
         if not files:
             raise DataError(f"{split_dir / cls}: empty class folder (no {'/'.join(IMG_EXTENSIONS[:3])}... images)")
         samples.extend((p, index[cls]) for p in files)
-    return Split(split_dir, split, tuple(classes), tuple(samples))
-
-
-def load_rgb(path: Path) -> Image.Image:
-    try:
-        with Image.open(path) as img:
-            return img.convert("RGB")
-    except (UnidentifiedImageError, OSError, ValueError) as err:
-        raise DataError(f"{path}: unreadable image ({type(err).__name__}: {err}); remove or replace it") from None
-
-
-class ImageDataset(Dataset):
-    """``(image [C, H, W], label)`` pairs of a :class:`Split` through ``transform``."""
-
-    def __init__(self, split: Split, transform) -> None:  # noqa: ANN001 (any torchvision transform)
-        self.split = split
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.split.samples)
-
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        path, label = self.split.samples[i]
-        return self.transform(load_rgb(path)), label
-
-
-def eval_transform(mean: tuple[float, ...], std: tuple[float, ...], size: int, crop_pct: float, interpolation: str):
-    """Resize the short side to ``size / crop_pct`` then center-crop ``size`` (DINO: 256 -> 224, bicubic)."""
-    from torchvision import transforms as T
-
-    interp = {
-        "bicubic": T.InterpolationMode.BICUBIC,
-        "bilinear": T.InterpolationMode.BILINEAR,
-        "nearest": T.InterpolationMode.NEAREST,
-    }[interpolation]
-    return T.Compose(
-        [
-            T.Resize(int(math.floor(size / crop_pct)), interpolation=interp),
-            T.CenterCrop(size),
-            T.ToTensor(),
-            T.Normalize(mean, std),
-        ]
-    )
+    paths = tuple(p for p, _ in samples)
+    targets = np.array([label for _, label in samples], dtype=np.int64)
+    return LabelledSplit(split_dir, split, tuple(classes), paths, targets)
 
 
 # ------------------------------------------------------------------------------------------------ synthetic

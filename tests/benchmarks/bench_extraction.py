@@ -16,9 +16,10 @@ import timm
 import torch
 from torch.utils.data import DataLoader
 
-from benchmarks.classification.common import transform_for
-from benchmarks.data.imagefolder import ImageDataset, scan_split
+from benchmarks.data.imagefolder import scan_split
 from benchmarks.features import FeatureKey, extract
+from benchmarks.probe.data import ProbeDataset
+from benchmarks.probe.engine import transform_for
 from methods import build_encoder
 
 pytestmark = pytest.mark.bench
@@ -36,8 +37,8 @@ def test_extraction_vs_bare_timm_loop(benchmark, imagefolder: Path) -> None:  # 
     enc = build_encoder("dino:vits16", weights="random")
     bare = timm.create_model("vit_small_patch16_224", num_classes=0).eval()
     split = scan_split(imagefolder, "train")
-    transform, tdesc, _ = transform_for(enc, None)  # the real 224 px eval transform
-    dataset = ImageDataset(split, transform)
+    transform = transform_for(enc, None)  # the real 224 px eval transform
+    dataset = ProbeDataset(split, transform)
     loader = DataLoader(dataset, batch_size=BATCH, shuffle=False, num_workers=0)
 
     _bare_loop(bare, loader)  # warm-up (allocator, kernels)
@@ -49,7 +50,7 @@ def test_extraction_vs_bare_timm_loop(benchmark, imagefolder: Path) -> None:  # 
 
     def ours() -> None:
         with tempfile.TemporaryDirectory() as cache:  # a cold cache every round: we time extraction itself
-            key = FeatureKey(enc.identity.weights_id, split.fingerprint(), "train", tdesc, "global")
+            key = FeatureKey(enc.identity.weights_id, split.fingerprint(), "train", transform.desc, "global")
             extract(
                 lambda x: {"global": enc.forward_global(x)},
                 dataset,

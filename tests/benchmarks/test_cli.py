@@ -125,6 +125,37 @@ def test_unknown_protocol_override(imagefolder: Path, tmp_path: Path, capsys: py
         "kk=3",
     )
     assert code == 1 and "--set" in err and not (tmp_path / "runs").exists()
+    assert "not a field of protocol dino-knn" in err and "temperature (float)" in err
+
+
+@pytest.mark.parametrize(
+    ("setting", "needle"),
+    [
+        ("temperature=abc", "--set temperature='abc': expected float"),
+        ("ks=[10,oops]", "expected tuple[int, ...]"),
+        ("resolution=1.5", "--set resolution=1.5: expected int | None"),
+        ("tempreature=0.1", "did you mean 'temperature'"),
+        ("noequals", "expected KEY=VALUE"),
+    ],
+)
+def test_bad_overrides_are_refused_before_any_model_work(setting: str, needle: str, imagefolder: Path) -> None:
+    """Checked against the protocol's field types at the edge: one line, exit 1, torch never imported."""
+    argv = ["run", "--method", "dino", "--task", "knn", "--data", str(imagefolder), "--smoke", "--set", setting]
+    proc = subprocess.run(
+        [sys.executable, "-X", "importtime", "-m", "benchmarks.cli", *argv], capture_output=True, text=True
+    )
+    lines = [ln for ln in proc.stderr.splitlines() if not ln.startswith("import time:")]
+    imported = {ln.rsplit("|", 1)[-1].strip() for ln in proc.stderr.splitlines() if ln.startswith("import time:")}
+    assert proc.returncode == 1 and len(lines) == 1 and needle in lines[0], proc.stderr[-500:]
+    assert not {"torch", "timm"} & imported
+
+
+def test_good_overrides_are_typed_into_the_record(imagefolder: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
+    argv = ["run", "--method", "dino", "--task", "knn", "--data", str(imagefolder), "--weights", "random"]
+    code, _, err = _run(capsys, *argv, "--smoke", "--out", str(tmp_path), "--set", "ks=[5,10]", "--set", "headline_k=5")
+    assert code == 0, err
+    data = json.loads((tmp_path / "runs" / "knn" / "dino" / "vits16__seed0.json").read_text())
+    assert data["protocol"]["config"]["ks"] == [5, 10] and set(data["metrics"]) >= {"top1_k5", "top1_k10"}
 
 
 def test_console_script_entry_point() -> None:

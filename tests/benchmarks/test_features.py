@@ -67,3 +67,14 @@ def test_interrupted_extraction_resumes(tmp_path: Path) -> None:
     out = extract(_fn(calls), _Toy(12), KEY, cache_dir=tmp_path, device="cpu", batch_size=2, num_workers=0)
     assert sum(calls) == 4, "only the unfinished images are extracted again"
     assert np.array_equal(out["global"][:, 0], np.arange(12, dtype=np.float16) * 2)
+
+
+def test_random_weights_of_two_methods_with_one_arch_never_share_a_cache_entry() -> None:
+    """DINO and SelfPatch are both timm ``vit_small_patch16_224``: keyed by arch alone, SelfPatch's smoke records
+    were computed from DINO's cached features (the committed ones were, until this test)."""
+    from methods import build_encoder
+
+    dino, selfpatch = (build_encoder(m, weights="random").identity for m in ("dino:vits16", "selfpatch:vits16"))
+    assert dino.arch == selfpatch.arch
+    assert dino.weights_id != selfpatch.weights_id
+    assert build_encoder("dino:vits16", weights="random", seed=1).identity.weights_id != dino.weights_id

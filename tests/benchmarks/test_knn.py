@@ -8,8 +8,14 @@ from pathlib import Path
 import pytest
 import torch
 
+from benchmarks.catalog import get_task
 from benchmarks.classification.knn import KnnHarness, KnnProtocol, knn_classify
+from benchmarks.harness import RunContext
 from methods import build_encoder
+
+
+def ctx(enc, data: Path, work: Path) -> RunContext:
+    return RunContext(task=get_task("knn"), encoder=enc, data_root=data, work_dir=work, progress=False)
 
 
 def test_weighted_vote_by_hand() -> None:
@@ -39,7 +45,7 @@ def test_k_larger_than_train_set_is_clipped() -> None:
 
 def test_knn_harness_on_synthetic_data(imagefolder: Path, tmp_path: Path) -> None:
     enc = build_encoder("dino:vits16", weights="random")
-    out = KnnHarness().run(enc, imagefolder, tmp_path, 0, "cpu", KnnProtocol.smoke())
+    out = KnnHarness(get_task("knn")).run(ctx(enc, imagefolder, tmp_path), KnnProtocol.smoke())
     m = out.metrics
     assert set(m) >= {"top1", "top5", "top1_k10", "top1_k20", "top1_k100", "top1_k200"}
     assert m["top1"] == m["top1_k20"]

@@ -7,6 +7,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from benchmarks.catalog import get_task
 from benchmarks.classification.linear import (
     LinearHarness,
     LinearProtocol,
@@ -15,12 +16,17 @@ from benchmarks.classification.linear import (
     holdout_split,
     train_head_grid,
 )
+from benchmarks.harness import RunContext
 from methods import build_encoder
+
+
+def ctx(enc, data: Path, work: Path) -> RunContext:
+    return RunContext(task=get_task("knn"), encoder=enc, data_root=data, work_dir=work, progress=False)
 
 
 def test_linear_grid_beats_chance(imagefolder: Path, tmp_path: Path) -> None:
     enc = build_encoder("dino:vits16", weights="random")
-    out = LinearHarness().run(enc, imagefolder, tmp_path, 0, "cpu", LinearProtocol.smoke())
+    out = LinearHarness(get_task("linear")).run(ctx(enc, imagefolder, tmp_path), LinearProtocol.smoke())
     chance = 100 / 6
     assert out.metrics["top1"] > chance + 30
     grid = out.extra["grid"]
@@ -81,7 +87,9 @@ def test_holdout_split_is_stratified_and_disjoint() -> None:
 
 def test_per_layer_probe_reads_every_block_from_one_cache(imagefolder: Path, tmp_path: Path) -> None:
     enc = build_encoder("dino:vits16", weights="random")
-    out = PerLayerLinearHarness().run(enc, imagefolder, tmp_path, 0, "cpu", PerLayerProtocol.smoke(blocks=(0, 5, 11)))
+    out = PerLayerLinearHarness(get_task("linear-perlayer")).run(
+        ctx(enc, imagefolder, tmp_path), PerLayerProtocol.smoke(blocks=(0, 5, 11))
+    )
     assert {k for k in out.metrics if k.startswith("top1_b")} == {"top1_b0", "top1_b5", "top1_b11"}
     assert out.metrics["top1"] == out.metrics["top1_b11"]
     assert all(out.metrics[k] > 100 / 6 for k in out.metrics)
@@ -90,8 +98,10 @@ def test_per_layer_probe_reads_every_block_from_one_cache(imagefolder: Path, tmp
 def test_probes_on_a_hierarchical_encoder(imagefolder: Path, tmp_path: Path) -> None:
     """ResNet stages differ in width: the linear grid probes the last stage, per-layer probes group by width."""
     enc = build_encoder("dino:rn50", weights="random")
-    out = LinearHarness().run(enc, imagefolder, tmp_path, 0, "cpu", LinearProtocol.smoke())
+    out = LinearHarness(get_task("linear")).run(ctx(enc, imagefolder, tmp_path), LinearProtocol.smoke())
     assert out.probe["blocks"] == [4] and out.probe["recipes"] == ["cls_last1", "cls_last1+avg"]
     assert out.metrics["top1"] > 100 / 6
-    per = PerLayerLinearHarness().run(enc, imagefolder, tmp_path, 0, "cpu", PerLayerProtocol.smoke(blocks=(2, 4)))
+    per = PerLayerLinearHarness(get_task("linear-perlayer")).run(
+        ctx(enc, imagefolder, tmp_path), PerLayerProtocol.smoke(blocks=(2, 4))
+    )
     assert set(per.metrics) == {"top1", "top1_b2", "top1_b4"}

@@ -19,7 +19,13 @@ def test_plan_skips_existing_records(tmp_path: Path) -> None:
     assert len(cells) == 8 and cells[0].method == "dino:vits16"
     done = tmp_path / "runs" / "knn" / "dino" / "vits16__seed1.json"
     done.parent.mkdir(parents=True)
-    done.write_text("{}")
+    done.write_text("{}")  # not a record: the cell is still to run
+    assert len(plan(base, ["dino", "selfpatch"], ["knn", "linear"], [0, 1])) == 8
+    done.write_text(
+        (Path(__file__).parents[2] / "results/runs/knn/dino/vits16__seed0.json")
+        .read_text()
+        .replace('"seed": 0', '"seed": 1')
+    )
     assert len(plan(base, ["dino", "selfpatch"], ["knn", "linear"], [0, 1])) == 7
     with pytest.raises(UnknownNameError):
         plan(base, ["dino:vit99"], ["knn"], [0])

@@ -16,7 +16,7 @@ from typing import Any
 import pytest
 
 from leaderboard.build import build_site
-from tests.leaderboard.factory import small_harnesses, small_results
+from tests.leaderboard.factory import small_results, small_tasks
 
 pytestmark = pytest.mark.browser
 
@@ -48,7 +48,7 @@ def browser() -> Iterator[Any]:
 @pytest.fixture(scope="module")
 def site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = small_results(tmp_path_factory.mktemp("browser") / "results")
-    return build_site(root, root.parent / "site", harness_lookup=small_harnesses().get).out
+    return build_site(root, root.parent / "site", task_lookup=small_tasks().get).out
 
 
 def _open(browser: Any, path: Path) -> tuple[Any, list[str]]:

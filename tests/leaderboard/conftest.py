@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.catalog import TaskSpec
 from leaderboard.build import SiteReport, build_site
-from leaderboard.collect import HarnessInfo
-from tests.leaderboard.factory import small_harnesses, small_results
+from tests.leaderboard.factory import small_results, small_tasks
 
 
 @pytest.fixture
@@ -19,10 +19,10 @@ def small(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def lookup() -> Callable[[str], HarnessInfo | None]:
-    return small_harnesses().get
+def lookup() -> Callable[[str], TaskSpec | None]:
+    return small_tasks().get
 
 
 @pytest.fixture
-def small_site(small: Path, lookup: Callable[[str], HarnessInfo | None]) -> SiteReport:
-    return build_site(small, small.parent / "site", harness_lookup=lookup, registered={"dino", "selfpatch"})
+def small_site(small: Path, lookup: Callable[[str], TaskSpec | None]) -> SiteReport:
+    return build_site(small, small.parent / "site", task_lookup=lookup, registered={"dino", "selfpatch"})

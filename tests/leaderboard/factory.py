@@ -7,24 +7,20 @@ a test can break one field at a time.
 from __future__ import annotations
 
 import copy
+import dataclasses
+import functools
 import hashlib
 import json
 import random
 from collections.abc import Callable, Iterable
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import yaml
 
-from benchmarks.records import Record, record_relpath
-from leaderboard.collect import HarnessInfo, ProtocolKey
-
-
-def protocol_hash(name: str, version: int, config: dict[str, Any]) -> str:
-    """The same recipe as :meth:`benchmarks.protocol.Protocol.hash`, for protocols that exist only in tests."""
-    blob = json.dumps({"name": name, "version": version, "config": config}, sort_keys=True)
-    return hashlib.sha256(blob.encode()).hexdigest()[:16]
-
+from benchmarks.catalog import TaskSpec
+from benchmarks.protocol import Protocol, protocol_hash
+from benchmarks.records import MetricMeta, Record, record_relpath
 
 TOY_CONFIG = {"k": 20, "temperature": 0.07, "resolution": None}
 TOY_SMOKE_CONFIG = {"k": 20, "temperature": 0.07, "resolution": 64}
@@ -36,22 +32,41 @@ def toy_protocol(version: int = 1, smoke: bool = False) -> dict[str, Any]:
     return {"name": name, "version": version, "hash": protocol_hash(name, version, config), "config": config}
 
 
-def toy_harness(version: int = 1, headline: str = "top1") -> HarnessInfo:
-    """A harness as :func:`leaderboard.collect.harness_info` would describe it, without importing one."""
-    paper, smoke = toy_protocol(version), toy_protocol(version, smoke=True)
-    from benchmarks.records import MetricMeta
+@dataclasses.dataclass(frozen=True)
+class ToyKnn(Protocol):
+    """A protocol that exists only in tests; its config is :data:`TOY_CONFIG` (smoke: :data:`TOY_SMOKE_CONFIG`)."""
 
+    NAME: ClassVar[str] = "toy-knn"
+    SMOKE: ClassVar[dict[str, Any]] = {"resolution": TOY_SMOKE_CONFIG["resolution"]}
+
+    k: int = 20
+    temperature: float = 0.07
+    resolution: int | None = None
+
+
+@functools.cache
+def toy_protocol_cls(version: int) -> type[Protocol]:
+    """:class:`ToyKnn` at ``version`` (one class per version, as a bumped protocol would be)."""
+    return type(f"ToyKnnV{version}", (ToyKnn,), {"VERSION": version})
+
+
+def toy_task(task: str = "toy-task", version: int = 1, headline: str = "top1") -> TaskSpec:
+    """A catalogue entry for a task that exists only in tests, registering :func:`toy_protocol` at ``version``.
+    Its title is its id, as the site titles a task the catalogue does not know."""
     metas = {"top1": MetricMeta(), "top5": MetricMeta(), "FID": MetricMeta(higher_is_better=False, hi=None)}
-    return HarnessInfo(
-        ProtocolKey(paper["name"], version, paper["hash"]),
-        ProtocolKey(smoke["name"], version, smoke["hash"]),
-        headline,
-        metas.get,
+    return TaskSpec(
+        id=task,
+        title=task,
+        group="other",
+        headline=headline,
+        metrics=metas,
+        protocol=toy_protocol_cls(version),
+        harness="tests.nowhere:NeverImported",  # the leaderboard reads the catalogue entry, never the harness
     )
 
 
-def harness_lookup(harnesses: dict[str, HarnessInfo]) -> Callable[[str], HarnessInfo | None]:
-    return harnesses.get
+def task_lookup(specs: dict[str, TaskSpec]) -> Callable[[str], TaskSpec | None]:
+    return specs.get
 
 
 def make_record(
@@ -171,7 +186,7 @@ BULK_TASKS = [f"task{i}" for i in range(10)]
 def bulk_records(n: int, seed: int = 0) -> list[dict[str, Any]]:
     """``n`` valid records spread like a real sweep: 10 tasks x 20 methods x 5 variants x seeds, with ~5% smoke runs
     and ~5% under an older protocol version (so every code path of the build is exercised). The current protocol is
-    ``toy_protocol(version=2)``: pair with ``toy_harness(version=2)``."""
+    ``toy_protocol(version=2)``: pair with ``toy_task(task, version=2)``."""
     rng = random.Random(seed)
     base = make_record()
     out = []
@@ -201,9 +216,10 @@ def bulk_records(n: int, seed: int = 0) -> list[dict[str, Any]]:
 SMALL_TASKS = ("toy-task", "toy-gen")
 
 
-def small_harnesses() -> dict[str, HarnessInfo]:
-    """toy-task has a registered (toy) harness at version 2; toy-gen has none (reported + newest-version fallback)."""
-    return {"toy-task": toy_harness(version=2)}
+def small_tasks() -> dict[str, TaskSpec]:
+    """toy-task has a catalogue entry with a (toy) protocol at version 2; toy-gen has none (reported + newest-version
+    fallback)."""
+    return {"toy-task": toy_task("toy-task", version=2)}
 
 
 def small_results(root: Path) -> Path:

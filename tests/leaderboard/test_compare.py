@@ -14,11 +14,11 @@ from leaderboard.collect import group_records, load_records
 from leaderboard.compare import COLUMNS, assemble, comparison_rows, render
 from leaderboard.reported import Tolerances
 from leaderboard.table import OUTSIDE, WITHIN, judge
-from tests.leaderboard.factory import make_record, small_harnesses, toy_protocol, write_records
+from tests.leaderboard.factory import make_record, small_tasks, toy_protocol, write_records
 
 
 def _rows(results: Path, **kw) -> dict[tuple[str, str, str, str], dict]:
-    lb = assemble(results, harness_lookup=small_harnesses().get, **kw)
+    lb = assemble(results, task_lookup=small_tasks().get, **kw)
     return {(r["task"], r["method"], r["variant"], r["metric"]): r for r in comparison_rows(lb.tables)}
 
 
@@ -47,7 +47,7 @@ def test_tolerance_is_configurable(small: Path) -> None:
 
 
 def test_protocol_versions_tracks_and_settings_never_mix(small: Path) -> None:
-    lb = assemble(small, harness_lookup=small_harnesses().get)
+    lb = assemble(small, task_lookup=small_tasks().get)
     t = lb.tables["toy-task"]
     assert [g.protocol.version for g in t.other] == [1] and [g.method for g in t.other] == ["ibot"]
     assert [g.track for g in t.smoke] == ["smoke"]
@@ -77,7 +77,7 @@ def test_registered_protocol_beats_a_newer_unregistered_one(tmp_path: Path) -> N
         make_record("toy-task", "dino", "vits16", 1, {"top1": 75.0}, protocol=toy_protocol(version=3)),
     ]
     write_records(tmp_path, recs)
-    groups = group_records(load_records(tmp_path), small_harnesses())
+    groups = group_records(load_records(tmp_path), small_tasks())
     assert {g.protocol.version: g.status for g in groups} == {2: "current", 3: "other"}
 
 
@@ -94,7 +94,7 @@ def test_bad_and_misplaced_records_are_rejected_with_a_reason(small: Path) -> No
 
 
 def test_csv_json_md_formats(small: Path) -> None:
-    lb = assemble(small, harness_lookup=small_harnesses().get)
+    lb = assemble(small, task_lookup=small_tasks().get)
     rows = comparison_rows(lb.tables, method="selfpatch")
     table = list(csv.DictReader(io.StringIO(render(rows, "csv"))))
     assert list(table[0]) == COLUMNS and {"reported", "reproduced", "delta"} <= set(table[0])
@@ -109,7 +109,7 @@ def test_csv_json_md_formats(small: Path) -> None:
 
 
 def test_cli_compare_exits_zero_even_with_rows_outside(small: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # The real harness registry does not know toy-task: its rows are compared under the newest protocol found.
+    # The real task catalogue does not know toy-task: its rows are compared under the newest protocol found.
     assert main(["compare", "--results", str(small), "--format", "csv", "--task", "toy-task"]) == 0
     out = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
     assert {r["verdict"] for r in out} >= {"within", "outside"}
@@ -117,3 +117,30 @@ def test_cli_compare_exits_zero_even_with_rows_outside(small: Path, capsys: pyte
     assert "did you mean 'toy-task'" in capsys.readouterr().err
     assert main(["compare", "--results", str(small), "--tolerance", "toy-task:top1=5"]) == 0
     assert "OUTSIDE" not in capsys.readouterr().out.split("toy-gen")[0]
+
+
+def test_mean_and_std_are_pandas_groupby_bit_for_bit() -> None:
+    """The aggregation is plain Python (no pandas import on the leaderboard's path) but must print the same digits
+    as the pandas groupby it replaced, ties in the last printed decimal included."""
+    import random
+    from types import SimpleNamespace
+
+    pd = pytest.importorskip("pandas")
+    from leaderboard.collect import Group, ProtocolKey, _aggregate
+
+    rng = random.Random(0)
+    groups = []
+    for i in range(500):
+        recs = [
+            SimpleNamespace(metrics={m: round(rng.uniform(0, 100), rng.choice((1, 2, 3, 6))) for m in ("top1", "top5")})
+            for _ in range(rng.randint(1, 12))
+        ]
+        groups.append(Group("t", ProtocolKey("p", 1, "h"), "paper", f"m{i}", "v", "a", recs, []))  # type: ignore[arg-type]
+    _aggregate(groups)
+    rows = [(i, name, v) for i, g in enumerate(groups) for r in g.records for name, v in r.metrics.items()]
+    frame = pd.DataFrame(rows, columns=["g", "metric", "value"])
+    agg = frame.groupby(["g", "metric"], sort=False)["value"].agg(["mean", "std", "count"])
+    for (i, name), mean, std, count in zip(agg.index, agg["mean"], agg["std"], agg["count"]):
+        stat = groups[i].stats[name]
+        assert stat.mean == mean and stat.n == count
+        assert stat.std == (None if count < 2 else std)

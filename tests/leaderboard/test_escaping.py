@@ -16,7 +16,7 @@ from methods.errors import RecordError, VitbenchError
 from tests.leaderboard.factory import (
     make_record,
     reported_row,
-    small_harnesses,
+    small_tasks,
     toy_protocol,
     write_paper,
     write_records,
@@ -194,7 +194,7 @@ def hostile_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
     write_records(root, [_hostile_record(i, p) for i, p in enumerate(PAYLOADS)])
     for i, p in enumerate(PAYLOADS):
         _hostile_paper(root, i, p)
-    report = build_site(root, root.parent / "site", harness_lookup=small_harnesses().get, registered=set())
+    report = build_site(root, root.parent / "site", task_lookup=small_tasks().get, registered=set())
     assert not report.rejected
     return report.out
 

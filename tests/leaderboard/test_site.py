@@ -37,8 +37,8 @@ def test_golden_pages(small_site, page: str) -> None:
 
 
 def test_site_is_deterministic(small: Path, lookup) -> None:
-    a = build_site(small, small.parent / "a", harness_lookup=lookup).out
-    b = build_site(small, small.parent / "b", harness_lookup=lookup).out
+    a = build_site(small, small.parent / "a", task_lookup=lookup).out
+    b = build_site(small, small.parent / "b", task_lookup=lookup).out
     files = sorted(p.relative_to(a) for p in a.rglob("*") if p.is_file())
     assert files == sorted(p.relative_to(b) for p in b.rglob("*") if p.is_file())
     assert all((a / f).read_bytes() == (b / f).read_bytes() for f in files)
@@ -104,11 +104,11 @@ def test_refuses_to_replace_a_folder_it_did_not_make(small: Path, lookup, tmp_pa
     precious.mkdir()
     (precious / "thesis.tex").write_text("keep me")
     with pytest.raises(VitbenchError, match="was not made by"):
-        build_site(small, precious, harness_lookup=lookup)
+        build_site(small, precious, task_lookup=lookup)
     assert (precious / "thesis.tex").read_text() == "keep me"
-    out = build_site(small, tmp_path / "site", harness_lookup=lookup).out
+    out = build_site(small, tmp_path / "site", task_lookup=lookup).out
     (out / "stale.html").write_text("old")
-    build_site(small, out, harness_lookup=lookup)
+    build_site(small, out, task_lookup=lookup)
     assert not (out / "stale.html").exists()  # a rebuild replaces the whole folder
     assert not [p for p in tmp_path.iterdir() if p.name.startswith(".site.")]  # no temp folder left behind
 

@@ -1,0 +1,182 @@
+"""Extraction through the feature cache, and grid fitting with hold-out selection, for any probe task.
+
+A probe harness is: scan its splits into :class:`~benchmarks.probe.data.LabelledSplit` objects, call
+:func:`global_features` or :func:`block_features` per split (extracted once, cached on disk as fp16 keyed by the
+weights, the split's fingerprint, the transform and what is extracted), build feature recipes, then
+:func:`fit_grid` with a :class:`~benchmarks.probe.heads.Target`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from benchmarks.features import ExtractFn, FeatureKey, default_cache_dir, extract
+from benchmarks.probe.data import EvalTransform, LabelledSplit, ProbeDataset
+from benchmarks.probe.heads import Target, evaluate_head, holdout_split, train_head_grid
+from benchmarks.records import DatasetInfo
+from methods import Encoder
+
+
+def as_tensor(arr: np.ndarray) -> torch.Tensor:
+    """A tensor copy of a (possibly read-only, memory-mapped) cached array."""
+    return torch.from_numpy(np.array(arr))
+
+
+def transform_for(encoder: Encoder, resolution: int | None = None) -> EvalTransform:
+    """The encoder's eval transform (its data config), optionally at another size (smoke runs use small images)."""
+    dc = encoder.data_config
+    return EvalTransform(
+        size=resolution or dc.input_size[-1],
+        crop_pct=dc.crop_pct,
+        interpolation=dc.interpolation,
+        mean=tuple(dc.mean),
+        std=tuple(dc.std),
+    )
+
+
+def extract_split(
+    encoder: Encoder,
+    split: LabelledSplit,
+    fn: ExtractFn,
+    what: str,
+    *,
+    resolution: int | None,
+    device: str,
+    cache_dir: Path | None,
+    progress: bool,
+    batch_size: int = 64,
+    missing_bands: str = "error",
+) -> dict[str, np.ndarray]:
+    """Run ``fn`` over ``split`` through the cache; arrays ``[N, ...]`` plus ``labels`` (the split's targets)."""
+    transform = transform_for(encoder, resolution)
+    dataset = ProbeDataset(split, transform, encoder.data_config.band_order, missing=missing_bands)
+    desc = transform.desc + ("" if dataset.index is None else f"-bands{dataset.index}")
+    key = FeatureKey(encoder.identity.weights_id, split.fingerprint(), split.name, desc, what)
+    return extract(
+        fn,
+        dataset,
+        key,
+        cache_dir=cache_dir or default_cache_dir(),
+        device=device,
+        batch_size=batch_size,
+        desc=f"features {split.name}",
+        progress=progress,
+    )
+
+
+def global_features(encoder: Encoder, split: LabelledSplit, **kw: Any) -> dict[str, np.ndarray]:
+    """``global`` ``[N, D]`` = ``encoder.forward_global``."""
+
+    def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        return {"global": encoder.forward_global(x)}
+
+    return extract_split(encoder, split, fn, "global", **kw)
+
+
+def block_features(encoder: Encoder, split: LabelledSplit, blocks: list[int], **kw: Any) -> dict[str, np.ndarray]:
+    """Per block ``b``: ``tok{b}`` (normalised CLS, or patch mean without one) and ``avg{b}`` (mean of the
+    normalised patch tokens), each ``[N, d_b]``, from ``encoder.forward_probe``. Stages of hierarchical encoders
+    differ in width: one call per width."""
+    groups: dict[int, list[int]] = {}
+    for b, width in zip(blocks, encoder.probe_widths(blocks), strict=True):
+        groups.setdefault(width, []).append(b)
+
+    def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = {}
+        for group in groups.values():
+            tok, avg = encoder.forward_probe(x, group)
+            for i, b in enumerate(group):
+                out[f"tok{b}"], out[f"avg{b}"] = tok[:, i], avg[:, i]
+        return out
+
+    return extract_split(encoder, split, fn, "probe:blocks=" + ",".join(map(str, blocks)), **kw)
+
+
+def stack_blocks(f: dict[str, np.ndarray], kind: str, blocks: list[int]) -> torch.Tensor:
+    """``[N, K, d]`` from the per-block arrays ``{kind}{b}`` of equal width."""
+    return torch.stack([as_tensor(f[f"{kind}{b}"]) for b in blocks], dim=1)
+
+
+def targets_of(f: dict[str, np.ndarray], target: Target) -> torch.Tensor:
+    """The cached labels as the target needs them: ``[N]`` int64 or ``[N, C]`` int64 in {1, 0, -1}."""
+    return as_tensor(f["labels"]).long()
+
+
+@dataclass
+class GridResult:
+    """The selected head and every head's hold-out and evaluation metrics."""
+
+    best: str  # "<recipe>@lr=<lr>"
+    heads: dict[str, torch.nn.Linear]
+    grid: dict[str, dict[str, float]]  # head -> {"holdout_<metric>": ..., "val_<metric>": ...}
+    metrics: dict[str, float]  # the best head's metrics on the evaluation split
+    holdout: float  # the best head's hold-out selection metric
+    key: str  # the selection metric
+
+    def best_of(self, recipe: str) -> str:
+        """The head of ``recipe`` with the best hold-out metric (the first one on ties)."""
+        names = [n for n in self.heads if n.split("@")[0] == recipe]
+        return max(names, key=lambda n: self.grid[n][f"holdout_{self.key}"])
+
+
+def fit_grid(
+    train: dict[str, torch.Tensor],
+    y: torch.Tensor,
+    evaluation: dict[str, torch.Tensor],
+    vy: torch.Tensor,
+    target: Target,
+    *,
+    lrs: tuple[float, ...],
+    epochs: int,
+    batch_size: int,
+    momentum: float,
+    weight_decay: float,
+    holdout_fraction: float,
+    seed: int,
+    device: str,
+    progress: bool,
+) -> GridResult:
+    """Train the grid on the non-held-out part of train, select the head with the best hold-out metric
+    (``target.selection_metric``; ties go to the shorter name, i.e. the simpler recipe), evaluate on
+    ``evaluation``. :meth:`GridResult.best_of` selects within one recipe (per-layer probes)."""
+    fit_idx, hold_idx = holdout_split(y.numpy(), holdout_fraction, seed)
+    torch.manual_seed(seed)
+    heads = train_head_grid(
+        {r: x[fit_idx] for r, x in train.items()},
+        y[fit_idx],
+        target,
+        lrs,
+        epochs,
+        batch_size,
+        momentum,
+        weight_decay,
+        seed,
+        device,
+        progress,
+    )
+    key = target.selection_metric
+    grid: dict[str, dict[str, float]] = {}
+    for name, head in heads.items():
+        recipe = name.split("@")[0]
+        grid[name] = {
+            f"holdout_{key}": evaluate_head(head, train[recipe][hold_idx], y[hold_idx], target)[key],
+            f"val_{key}": evaluate_head(head, evaluation[recipe], vy, target)[key],
+        }
+    best = max(grid, key=lambda n: (grid[n][f"holdout_{key}"], -len(n)))
+    metrics = evaluate_head(heads[best], evaluation[best.split("@")[0]], vy, target)
+    return GridResult(best, heads, grid, metrics, grid[best][f"holdout_{key}"], key)
+
+
+def dataset_info(root: Path, train: LabelledSplit, val: LabelledSplit) -> DatasetInfo:
+    return DatasetInfo(
+        name=Path(root).resolve().name,
+        split=f"{train.name}->{val.name}",
+        fingerprint=f"{train.fingerprint()}:{val.fingerprint()}",
+        n_samples=len(val),
+        root=str(root),
+    )

@@ -1,0 +1,202 @@
+"""Linear heads for any target, a whole grid trained in one pass (dinov2's ``eval/linear.py`` idea).
+
+A :class:`Target` says what the labels are and how a head is scored:
+
+- ``single``: class indices ``[N]``; cross-entropy; top-1 / top-5 (%).
+- ``multi``: ``[N, C]`` in {1, 0, -1}; BCE-with-logits or ASL (Ridnik et al., as DualCoOp trains), with -1
+  (unknown, partial labels) masked out of the loss; mAP (%) = macro average precision over classes that have a
+  positive, and micro AP, from torchmetrics with unknown labels ignored.
+
+:func:`train_head_grid` trains one head per (feature recipe, learning rate) on the same mini-batches: all heads of
+a recipe live in one ``[D, H*C]`` matrix, and per-head learning rates come from scaling each head's loss by its
+lr under one SGD optimiser with lr 1 — with momentum and no weight decay the update is then exactly
+``lr_h * momentum-buffer(grad_h)``, as if each head had its own optimiser (weight decay is applied per head).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from benchmarks.progress import progress_bar
+
+
+@dataclass(frozen=True)
+class Target:
+    """``kind`` "single" | "multi"; ``loss`` "ce" (single) | "bce" | "asl" (multi). ASL's defaults are DualCoOp's
+    (gamma_neg 2, gamma_pos 1, clip 0.05)."""
+
+    kind: str
+    num_classes: int
+    loss: str = ""  # "": CE for single-label, BCE for multi-label
+    gamma_neg: float = 2.0
+    gamma_pos: float = 1.0
+    clip: float = 0.05
+
+    def __post_init__(self) -> None:
+        ok = {"single": ("ce",), "multi": ("bce", "asl")}
+        if not self.loss and self.kind in ok:
+            object.__setattr__(self, "loss", ok[self.kind][0])
+        if self.kind not in ok or self.loss not in ok[self.kind]:
+            raise ValueError(
+                f"target {self.kind!r} with loss {self.loss!r}: expected single/ce, multi/bce or multi/asl"
+            )
+
+    @property
+    def selection_metric(self) -> str:
+        return "top1" if self.kind == "single" else "mAP"
+
+    def head_losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Per-head mean loss ``[H]`` of ``logits [B, H, C]`` against ``y`` (``[B]`` or ``[B, C]`` with -1)."""
+        b, h, c = logits.shape
+        if self.kind == "single":
+            return F.cross_entropy(logits.permute(0, 2, 1), y[:, None].expand(-1, h), reduction="none").mean(0)
+        y = y[:, None, :].expand(-1, h, -1)
+        known = (y >= 0).to(logits.dtype)
+        pos = (y > 0).to(logits.dtype)
+        if self.loss == "bce":
+            per = F.binary_cross_entropy_with_logits(logits, pos, reduction="none")
+        else:
+            p = torch.sigmoid(logits)
+            p_neg = (p - self.clip).clamp(min=0) if self.clip > 0 else p  # asymmetric clipping of negatives
+            eps = 1e-8
+            loss_pos = pos * (1 - p).pow(self.gamma_pos) * torch.log(p.clamp(min=eps))
+            loss_neg = (1 - pos) * p_neg.pow(self.gamma_neg) * torch.log((1 - p_neg).clamp(min=eps))
+            per = -(loss_pos + loss_neg)
+        # Mean over known labels, per head: unknown (-1) labels contribute neither loss nor count.
+        return (per * known).sum(dim=(0, 2)) / known.sum(dim=(0, 2)).clamp(min=1)
+
+    @torch.no_grad()
+    def evaluate(self, logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+        """Metrics (%) of ``logits [N, C]`` against ``y``."""
+        if self.kind == "single":
+            top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+            return {
+                "top1": 100.0 * (top[:, 0] == y).float().mean().item(),
+                "top5": 100.0 * (top == y[:, None]).any(1).float().mean().item(),
+            }
+        return multilabel_ap(logits, y)
+
+
+def multilabel_ap(scores: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
+    """Macro ``mAP`` over the classes that have at least one known positive, and ``micro_AP`` (both %).
+
+    torchmetrics computes average precision with ``ignore_index=-1`` (unknown labels dropped). A class without a
+    positive has no defined AP: it is left out of the macro mean, and counted in ``n_classes_without_positive``.
+    """
+    from torchmetrics.functional.classification import multilabel_average_precision
+
+    yi = y.long()
+    c = scores.shape[1]
+    has_pos = (yi == 1).any(0)
+    k = int(has_pos.sum())
+    valid = (
+        multilabel_average_precision(
+            scores[:, has_pos].float(), yi[:, has_pos], num_labels=k, average="none", ignore_index=-1
+        )
+        if k
+        else torch.zeros(0)
+    )
+    micro = multilabel_average_precision(scores.float(), yi, num_labels=c, average="micro", ignore_index=-1)
+    return {
+        "mAP": 100.0 * float(valid.mean()) if len(valid) else 0.0,
+        "micro_AP": 100.0 * float(micro),
+        "n_classes_without_positive": float((~has_pos).sum()),
+    }
+
+
+def holdout_split(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """(fit, holdout) indices. Single-label: stratified — ``fraction`` of each class, at least one sample, at most
+    all but one (singleton classes stay in fit). Multi-label: a seeded random ``fraction`` of the samples."""
+    rng = np.random.default_rng(seed)
+    if targets.ndim == 2:
+        perm = rng.permutation(len(targets))
+        k = min(max(1, round(fraction * len(perm))), len(perm) - 1)
+        return np.sort(perm[k:]), np.sort(perm[:k])
+    fit_idx, hold_idx = [], []
+    for c in np.unique(targets):
+        idx = rng.permutation(np.flatnonzero(targets == c))
+        k = min(max(1, round(fraction * len(idx))), len(idx) - 1) if len(idx) > 1 else 0
+        hold_idx.append(idx[:k])
+        fit_idx.append(idx[k:])
+    return np.sort(np.concatenate(fit_idx)), np.sort(np.concatenate(hold_idx))
+
+
+def train_head_grid(
+    feats: dict[str, torch.Tensor],
+    targets: torch.Tensor,
+    target: Target | int,
+    lrs: tuple[float, ...],
+    epochs: int,
+    batch_size: int,
+    momentum: float,
+    weight_decay: float,
+    seed: int,
+    device: str,
+    progress: bool = True,
+) -> dict[str, torch.nn.Linear]:
+    """Train one linear head per (recipe in ``feats``, lr); return them keyed ``"<recipe>@lr=<lr>"``.
+
+    ``feats[recipe]`` is ``[N, D_recipe]``; ``targets`` ``[N]`` (single) or ``[N, C]`` (multi). ``target`` may
+    be a class count, meaning a single-label CE target. Learning rates are scaled by ``batch_size / 256``
+    (DINO's rule); the schedule is cosine per iteration; heads start from N(0, 0.01), bias 0.
+    """
+    if isinstance(target, int):
+        target = Target("single", target)
+    num_classes = target.num_classes
+    gen = torch.Generator().manual_seed(seed)
+    n = targets.shape[0]
+    scaled = torch.tensor([lr * batch_size / 256 for lr in lrs], device=device)
+    heads = {}
+    for recipe, x in feats.items():
+        w = torch.nn.Linear(x.shape[1], len(lrs) * num_classes).to(device)
+        torch.nn.init.normal_(w.weight, std=0.01, generator=None)  # DINO's LinearClassifier init
+        torch.nn.init.zeros_(w.bias)
+        heads[recipe] = w
+    params = [p for w in heads.values() for p in w.parameters()]
+    opt = torch.optim.SGD(params, lr=1.0, momentum=momentum)
+    steps_per_epoch = max(1, math.ceil(n / batch_size))
+    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch, eta_min=0)
+    y_all = targets.to(device)
+    with progress_bar(total=epochs, desc="train heads", enabled=progress, unit="epoch") as bar:
+        for _ in range(epochs):
+            perm = torch.randperm(n, generator=gen)
+            for s in range(0, n, batch_size):
+                idx = perm[s : s + batch_size]
+                y = y_all[idx.to(device)]
+                loss = torch.zeros((), device=device)
+                for recipe, w in heads.items():
+                    logits = w(feats[recipe][idx].to(device, dtype=torch.float32))
+                    logits = logits.view(len(idx), len(lrs), num_classes)  # [B, H, C]
+                    loss = loss + (target.head_losses(logits, y) * scaled).sum()
+                    if weight_decay:
+                        wv = w.weight.view(len(lrs), num_classes, -1)
+                        loss = loss + 0.5 * weight_decay * (scaled * wv.pow(2).sum(dim=(1, 2))).sum()
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                opt.step()
+                sched.step()
+            bar.update(1)
+    out = {}
+    for recipe, w in heads.items():
+        for h, lr in enumerate(lrs):
+            lin = torch.nn.Linear(w.in_features, num_classes)
+            lin.weight.data = w.weight.data.view(len(lrs), num_classes, -1)[h].detach().cpu().clone()
+            lin.bias.data = w.bias.data.view(len(lrs), num_classes)[h].detach().cpu().clone()
+            out[f"{recipe}@lr={lr:g}"] = lin
+    return out
+
+
+@torch.no_grad()
+def evaluate_head(head: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor, target: Target) -> dict[str, float]:
+    return target.evaluate(head(x.float()), y)
+
+
+def accuracy(head: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:
+    """Top-1 / top-5 (%) of ``head`` on features ``[N, D]``."""
+    m = evaluate_head(head, x, y, Target("single", head.out_features))
+    return m["top1"], m["top5"]
