@@ -1,13 +1,13 @@
-"""The one module that imports mmcv / mmengine / mmdet.
+"""The one module that imports mmcv / mmengine / mmdet / mmseg: registration, training and testing on the engines.
 
-It registers vitbench's backbone and pyramid in mmdet's ``MODELS`` registry, registers a checkpoint scheme that
-loads the harness's *own* training checkpoints under torch's ``weights_only`` unpickler, builds the mmengine
-``Runner`` from a generated config (:func:`benchmarks.dense.configs.build_mmdet_config`), trains, tests and
-hands back where everything landed. Everything else in :mod:`benchmarks.dense` is importable without mm*.
+It registers vitbench's backbone and pyramid in mmdet's and mmseg's ``MODELS`` registries, registers a checkpoint
+scheme that loads the harness's *own* training checkpoints under a restricted unpickler, builds the mmengine
+``Runner`` from a generated config (:mod:`~benchmarks.dense.mmdet_config`, :mod:`~benchmarks.dense.mmseg_config`),
+trains, tests and hands back what the run left in its work folder, whatever the engine. Everything else in
+:mod:`benchmarks.dense` is importable without mm*.
 
-Multi-GPU goes through mmengine's launchers: run ``vitbench run`` under ``torchrun`` (launcher "pytorch") or
-``srun`` (launcher "slurm"); :func:`launcher_from_env` picks the launcher from the environment, and
-``VITBENCH_LAUNCHER=none|pytorch|slurm`` overrides it.
+Multi-GPU goes through mmengine's launchers: the config's ``launcher`` is the run context's (``vitbench run``
+detects torchrun / srun, or takes ``--launcher``).
 """
 
 from __future__ import annotations
@@ -22,23 +22,27 @@ from typing import Any
 
 import mmcv.ops  # noqa: F401  (fails here, with a clear message upstream, if mmcv was built without its ops)
 import torch
-from mmdet.registry import MODELS
-from mmdet.utils import register_all_modules
+from mmdet.registry import MODELS as MMDET_MODELS
+from mmdet.utils import register_all_modules as register_mmdet_modules
 from mmengine.config import Config
 from mmengine.dist import broadcast_object_list, get_world_size, is_distributed
 from mmengine.logging.history_buffer import HistoryBuffer
 from mmengine.model import is_model_wrapper
+from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader
+from mmseg.registry import MODELS as MMSEG_MODELS
+from mmseg.utils import register_all_modules as register_mmseg_modules
 
-from benchmarks.dense.configs import BACKBONE_TYPE, PYRAMID_TYPE
-from benchmarks.dense.modules import EncoderBackbone, SimplePyramid, encoder_ref, register_live_encoder
+from benchmarks.dense.backbone import BACKBONE_TYPE, EncoderBackbone, encoder_ref, register_live_encoder
+from benchmarks.dense.neck import PYRAMID_TYPE, SimplePyramid
 from methods import Encoder, safe_pickle
 from methods.errors import UnsafeCheckpointError, VitbenchError
 
 # Checkpoints the harness wrote itself are loaded through this scheme (see _load_own_checkpoint).
 OWN_CHECKPOINT = "vitbench-own://"
-_LAUNCHERS = ("none", "pytorch", "slurm")
+# The engines' model registries by scope name; vitbench's modules are registered in each.
+REGISTRIES = {"mmdet": MMDET_MODELS, "mmseg": MMSEG_MODELS}
 
 
 # ------------------------------------------------------------------------------------------------ checkpoints
@@ -113,31 +117,28 @@ def own_last_checkpoint(work_dir: Path | str) -> str | None:
 
 # ------------------------------------------------------------------------------------------------ setup
 def prepare() -> None:
-    """Register mmdet's modules, vitbench's backbone/pyramid and the own-checkpoint scheme (idempotent)."""
-    register_all_modules(init_default_scope=False)
-    MODELS.register_module(name=BACKBONE_TYPE, module=EncoderBackbone, force=True)
-    MODELS.register_module(name=PYRAMID_TYPE, module=SimplePyramid, force=True)
+    """Register mmdet's and mmseg's modules, vitbench's backbone/pyramid in both engines' ``MODELS`` and the
+    own-checkpoint scheme (idempotent)."""
+    register_mmdet_modules(init_default_scope=False)
+    register_mmseg_modules(init_default_scope=False)
+    for registry in REGISTRIES.values():
+        registry.register_module(name=BACKBONE_TYPE, module=EncoderBackbone, force=True)
+        registry.register_module(name=PYRAMID_TYPE, module=SimplePyramid, force=True)
     CheckpointLoader.register_scheme(prefixes=OWN_CHECKPOINT, loader=_load_own_checkpoint, force=True)
+
+
+def build_model(model_cfg: dict[str, Any], scope: str) -> torch.nn.Module:
+    """Build a generated ``model`` config in ``scope`` ("mmdet" | "mmseg"), whatever the current default scope."""
+    if scope not in REGISTRIES:
+        raise VitbenchError(f"unknown engine scope {scope!r} (expected one of {', '.join(REGISTRIES)})")
+    with DefaultScope.overwrite_default_scope(scope):
+        return REGISTRIES[scope].build(dict(model_cfg))
 
 
 def register_encoder(encoder: Encoder) -> dict[str, Any]:
     """Make ``encoder`` buildable by :class:`EncoderBackbone` in this process; returns the config reference."""
     register_live_encoder(encoder)
     return encoder_ref(encoder)
-
-
-def launcher_from_env() -> str:
-    """``VITBENCH_LAUNCHER`` if set; "pytorch" under torchrun, "slurm" under a multi-task srun; else "none"."""
-    forced = os.environ.get("VITBENCH_LAUNCHER")
-    if forced:
-        if forced not in _LAUNCHERS:
-            raise VitbenchError(f"VITBENCH_LAUNCHER={forced!r}: expected one of {', '.join(_LAUNCHERS)}")
-        return forced
-    if "LOCAL_RANK" in os.environ and int(os.environ.get("WORLD_SIZE", "1")) > 1:
-        return "pytorch"
-    if "SLURM_PROCID" in os.environ and int(os.environ.get("SLURM_NTASKS", "1")) > 1:
-        return "slurm"
-    return "none"
 
 
 def broadcast(obj: Any) -> Any:
@@ -152,9 +153,10 @@ def broadcast(obj: Any) -> Any:
 # ------------------------------------------------------------------------------------------------ running
 @dataclass(frozen=True)
 class MMResult:
-    """Where one train + test run left its outputs."""
+    """What one train + test run left in its work folder, whatever the engine and the task."""
 
-    detections: dict[str, Path]  # iou type -> COCO results json (an empty list when nothing was detected)
+    outputs: dict[str, Path]  # the files the test evaluator dumped, by name under its dump location (see _dumps)
+    metrics: dict[str, float]  # what the engine's evaluator computed (empty when it only dumps: format_only)
     config_path: Path
     log_path: Path | None
     resumed_from: str | None
@@ -165,6 +167,36 @@ class MMResult:
     is_main_process: bool
 
 
+def _dump_locations(evaluator: Any, work: Path) -> list[tuple[Path, str]]:
+    """(folder, file-name prefix) of each place the test evaluator(s) dump to: mmdet's ``outfile_prefix``
+    (``.../coco`` -> ``coco.bbox.json``, ``coco.segm.json``) or mmseg's ``output_dir`` (every file under it).
+    They must lie inside the work folder: the run clears them first and reports everything found there."""
+    out = []
+    for ev in evaluator if isinstance(evaluator, (list, tuple)) else [evaluator]:
+        if ev.get("outfile_prefix"):
+            prefix = Path(ev["outfile_prefix"])
+            loc = (prefix.parent, prefix.name + ".")
+        elif ev.get("output_dir"):
+            loc = (Path(ev["output_dir"]), "")
+        else:
+            continue
+        if not loc[0].resolve().is_relative_to(work.resolve()):
+            raise VitbenchError(f"the test evaluator dumps to {loc[0]}, outside the run's work folder {work}")
+        out.append(loc)
+    return out
+
+
+def _dumps(locations: list[tuple[Path, str]]) -> dict[str, Path]:
+    """Files at ``locations``, keyed by their path under the folder with the prefix removed (``bbox.json``)."""
+    found: dict[str, Path] = {}
+    for folder, prefix in locations:
+        if folder.is_dir():
+            for path in sorted(folder.glob(f"{prefix}*") if prefix else folder.rglob("*")):
+                if path.is_file():
+                    found[str(path.relative_to(folder))[len(prefix) :]] = path
+    return found
+
+
 def train_and_test(cfg: dict[str, Any], task: str) -> MMResult:
     """Build the runner from ``cfg``, train (resuming if ``cfg['resume']``), test; see :class:`MMResult`."""
     work = Path(cfg["work_dir"])
@@ -172,32 +204,28 @@ def train_and_test(cfg: dict[str, Any], task: str) -> MMResult:
     # A unique experiment name per run: mmengine keys its logger and message hub by it, and two runs in one
     # process (resume, tests) must not share them.
     cfg = Config({**cfg, "experiment_name": f"{task}_{os.getpid()}_{time.time_ns()}"})
-    prefix = Path(cfg.test_evaluator.outfile_prefix)
+    locations = _dump_locations(cfg.test_evaluator, work)
     runner = Runner.from_cfg(cfg)
     main = runner.rank == 0
     if main:
         config_path = work / "config.py"
         cfg.dump(str(config_path))
-        prefix.parent.mkdir(parents=True, exist_ok=True)
-        for t in ("bbox", "segm"):  # a crash must not leave the last run's detections to be scored
-            Path(f"{prefix}.{t}.json").unlink(missing_ok=True)
+        for path in _dumps(locations).values():  # a crash must not leave the last run's outputs to be scored
+            path.unlink()
+        for folder, _ in locations:
+            folder.mkdir(parents=True, exist_ok=True)
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     runner.train()
-    runner.test()
+    metrics = runner.test() or {}
     world = get_world_size()
     bs = int(cfg.train_dataloader.batch_size)
-    scale = cfg.auto_scale_lr
+    scale = cfg.get("auto_scale_lr") or {}
     lr = float(cfg.optim_wrapper.optimizer.lr)
-    effective_lr = lr * world * bs / scale.base_batch_size if scale.enable else lr
-    detections = {}
-    for t in ("bbox", "segm"):
-        path = Path(f"{prefix}.{t}.json")
-        if main and not path.exists():  # mmdet writes no segm file when there is nothing to write
-            path.write_text("[]")
-        detections[t] = path
+    effective_lr = lr * world * bs / scale["base_batch_size"] if scale.get("enable") else lr
     log_path = Path(runner.log_dir) / f"{runner.timestamp}.log"
     return MMResult(
-        detections=detections,
+        outputs=_dumps(locations),
+        metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
         config_path=work / "config.py",
         log_path=log_path if log_path.exists() else None,
         resumed_from=cfg.load_from if cfg.resume else None,

@@ -1,8 +1,10 @@
-"""Fixtures of the dense tests: a synthetic COCO set and a random-weight DINO ViT-S/16."""
+"""Fixtures of the dense tests: a synthetic COCO set, a random-weight DINO ViT-S/16, a COCO harness runner."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -23,6 +25,31 @@ def vit_encoder():
     return build_encoder("dino", "vits16", weights="random", seed=0)
 
 
+@pytest.fixture
+def run_coco() -> Callable[..., Any]:
+    """``run_coco(task, encoder, data_root, work_dir, smoke=True, launcher="none", **overrides)``: the task's
+    harness from the catalogue, run on CPU under the harness contract with its (smoke) protocol + overrides."""
+    from benchmarks.catalog import get_task
+    from benchmarks.harness import RunContext, load_harness
+
+    def run(task: str, encoder, data_root: Path, work_dir: Path, smoke: bool = True, launcher: str = "none", **kw):
+        spec = get_task(task)
+        ctx = RunContext(
+            task=spec,
+            encoder=encoder,
+            data_root=Path(data_root),
+            work_dir=Path(work_dir),
+            seed=0,
+            device="cpu",
+            launcher=launcher,
+            progress=False,
+            smoke=smoke,
+        )
+        return load_harness(task).run(ctx, spec.protocol_for(smoke, kw))
+
+    return run
+
+
 @pytest.fixture(autouse=True)
 def _dense_stack(request: pytest.FixtureRequest) -> None:
     """``dense`` tests run only when asked for (``-m dense``): without the mm* stack they fail with the command
@@ -31,6 +58,6 @@ def _dense_stack(request: pytest.FixtureRequest) -> None:
 
     if request.node.get_closest_marker("dense") is None:
         return
-    missing = [m for m in ("mmcv", "mmengine", "mmdet") if importlib.util.find_spec(m) is None]
+    missing = [m for m in ("mmcv", "mmengine", "mmdet", "mmseg") if importlib.util.find_spec(m) is None]
     if missing:
         pytest.fail(f"mm* stack not installed ({', '.join(missing)} missing): python -m benchmarks.dense.build_mmcv")

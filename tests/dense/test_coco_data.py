@@ -1,4 +1,5 @@
-"""COCO data: the synthetic writer, bad-input errors, and COCOeval metric extraction (no mm* needed)."""
+"""COCO data (benchmarks.data.coco): the synthetic writer, bad-input errors; the harness's COCOeval metric
+extraction and its checks before mmdet (no mm* needed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from benchmarks.dense.coco import STAT_NAMES, coco_metrics, synth_coco, validate_coco_split
+from benchmarks.data.coco import synth_coco, validate_coco_split
+from benchmarks.dense.coco import STAT_NAMES, coco_metrics
 from methods.errors import DataError
 
 
@@ -120,14 +122,11 @@ def test_invalid_json(coco_root: Path, tmp_path: Path):
         validate_coco_split(root, "val2017", train=False)
 
 
-def test_harness_rejects_bad_data_before_touching_mmdet(coco_root: Path, tmp_path: Path, vit_encoder):
-    from benchmarks.tasks import get_harness
-
+def test_harness_rejects_bad_data_before_touching_mmdet(coco_root: Path, tmp_path: Path, vit_encoder, run_coco):
     root = _copy(coco_root, tmp_path)
     (root / "val2017" / "000000100002.jpg").unlink()
-    harness = get_harness("coco-maskrcnn-fpn-1x")
     with pytest.raises(DataError, match="000000100002.jpg"):
-        harness.run(vit_encoder, root, tmp_path / "out", 0, "cpu", harness.protocol(smoke=True))
+        run_coco("coco-maskrcnn-fpn-1x", vit_encoder, root, tmp_path / "out")
 
 
 # ------------------------------------------------------------------------------------------------ metrics
@@ -227,13 +226,66 @@ def test_coco_metrics_edge_cases(coco_root: Path):
     assert coco_metrics(gt_json, [], "bbox") == {k: 0.0 for k in STAT_NAMES}
 
 
-def test_fixed_size_encoder_is_refused_before_mmdet(coco_root: Path, tmp_path: Path):
+def test_fixed_size_encoder_is_refused_before_mmdet(coco_root: Path, tmp_path: Path, run_coco):
     """timm's GC ViT is built for one img_size: the harness says so instead of crashing inside training."""
-    from benchmarks.tasks import get_harness
     from methods import build_encoder
     from methods.errors import VitbenchError
 
-    harness = get_harness("coco-maskrcnn-3x")
     enc = build_encoder("gcvit", "xxtiny", weights="random")
     with pytest.raises(VitbenchError, match=r"gcvit:xxtiny \(gcvit_xxtiny\): forward_dense fails on a 64x96 input"):
-        harness.run(enc, coco_root, tmp_path / "out", 0, "cpu", harness.protocol(smoke=True))
+        run_coco("coco-maskrcnn-3x", enc, coco_root, tmp_path / "out")
+
+
+# ------------------------------------------------------------------------------------------------ the harness
+def test_launcher_comes_from_the_run_context(coco_root: Path, tmp_path: Path, vit_encoder, run_coco, monkeypatch):
+    """A multi-process launcher is the context's (the runner detects torchrun/srun or takes --launcher); the
+    harness reads no environment variable for it."""
+    from methods.errors import VitbenchError
+
+    monkeypatch.setenv("VITBENCH_LAUNCHER", "none")  # no longer consulted
+    with pytest.raises(VitbenchError, match="launcher 'pytorch' needs --device cuda"):
+        run_coco("coco-maskrcnn-fpn-1x", vit_encoder, coco_root, tmp_path / "out", launcher="pytorch")
+
+
+@pytest.mark.parametrize(
+    ("task", "other"),
+    [("coco-maskrcnn-3x", "coco-cascade-3x"), ("coco-cascade-3x", "coco-maskrcnn-3x"), ("coco-maskrcnn-fpn-1x", "knn")],
+)
+def test_one_harness_serves_the_coco_entries_with_their_own_protocol(coco_root, tmp_path, vit_encoder, task, other):
+    from benchmarks.catalog import get_task
+    from benchmarks.dense.coco import CocoDetHarness
+    from benchmarks.harness import RunContext, load_harness
+
+    harness = load_harness(task)
+    assert type(harness) is CocoDetHarness and harness.task == task
+    ctx = RunContext(task=get_task(task), encoder=vit_encoder, data_root=coco_root, work_dir=tmp_path, progress=False)
+    with pytest.raises(TypeError, match=f"task {task} runs"):
+        harness.run(ctx, get_task(other).protocol_for(smoke=True))
+
+
+def test_detection_files_are_picked_from_the_dumped_outputs(tmp_path: Path):
+    from benchmarks.dense.coco import _detection_files
+
+    bbox = tmp_path / "coco.bbox.json"
+    bbox.write_text("[1]")
+    outputs = {"bbox.json": bbox, "proposal.json": tmp_path / "coco.proposal.json"}
+    files = _detection_files(outputs, str(tmp_path / "coco"), main=True)
+    assert files == {"bbox": bbox, "segm": tmp_path / "coco.segm.json"}
+    assert bbox.read_text() == "[1]"
+    assert json.loads(files["segm"].read_text()) == []  # mmdet wrote no segm file: an empty result list instead
+    assert not _detection_files({}, str(tmp_path / "other"), main=False)["bbox"].exists()  # only rank 0 writes
+
+
+def test_data_module_and_protocols_import_without_torch_or_mm():
+    """benchmarks.data.coco and the dense protocols are read by the catalogue, `data synth` and `validate`."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, benchmarks.data.coco, benchmarks.dense.protocols; "
+        "print(sorted(m for m in sys.modules if m.split('.')[0] in "
+        "('torch', 'timm', 'mmcv', 'mmdet', 'mmseg', 'mmengine')))"
+    )
+    repo = Path(__file__).resolve().parents[2]
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, cwd=repo).stdout
+    assert out.strip() == "[]"

@@ -2,7 +2,8 @@
 
 A smoke run through the CLI writes a valid record with box and mask AP; the built detector's neck has the
 planned shapes; a second run resumes from the first run's checkpoint; mmdet's own CocoMetric agrees with
-vitbench's COCOeval on a fixed detection file.
+vitbench's COCOeval on a fixed detection file; the glue registers in both engines and reports dumped files
+generically.
 """
 
 from __future__ import annotations
@@ -64,10 +65,11 @@ def test_smoke_run_via_cli_writes_valid_record(coco_root: Path, tmp_path: Path, 
 
 @pytest.mark.parametrize(("variant", "kind"), [("vits16", "simple_pyramid+fpn"), ("rn50", "fpn")])
 def test_detector_neck_shapes(glue, variant, kind):
-    from mmdet.registry import MODELS
     from mmengine.config import Config
 
-    from benchmarks.dense.configs import CocoDetProtocol, build_mmdet_config, plan_neck
+    from benchmarks.dense.mmdet_config import build_mmdet_config
+    from benchmarks.dense.neck import plan_neck
+    from benchmarks.dense.protocols import CocoDetProtocol
     from methods import build_encoder
 
     enc = build_encoder("dino", variant, weights="random")
@@ -82,28 +84,26 @@ def test_detector_neck_shapes(glue, variant, kind):
         data_root="/nonexistent",
         work_dir="/nonexistent",
     )
-    model = MODELS.build(Config(cfg).model).eval()
+    # in mmdet's scope whatever ran before (an mmseg build, or no Runner yet: no default scope at all)
+    model = glue.build_model(Config(cfg).model, "mmdet").eval()
     with torch.no_grad():
         feats = model.extract_feat(torch.randn(1, 3, 128, 96))
     c = CocoDetProtocol.smoke().fpn_channels
     assert [tuple(f.shape) for f in feats] == [(1, c, 128 // s, 96 // s) for s in (4, 8, 16, 32)] + [(1, c, 2, 2)]
 
 
-def test_checkpoint_resume(coco_root: Path, tmp_path: Path, glue, vit_encoder):
-    from benchmarks.tasks import get_harness
-
-    harness = get_harness("coco-maskrcnn-fpn-1x")
+def test_checkpoint_resume(coco_root: Path, tmp_path: Path, glue, vit_encoder, run_coco):
     work = tmp_path / "work"
-    one = harness.run(vit_encoder, coco_root, work, 0, "cpu", harness.protocol(smoke=True, epochs=1))
+    one = run_coco("coco-maskrcnn-fpn-1x", vit_encoder, coco_root, work, epochs=1)
     assert one.extra["resumed_from"] is None and one.extra["train_iters"] == 8
     assert (work / "mmdet" / "epoch_1.pth").is_file()
     # the same work folder with a longer schedule: resumes after epoch 1 and trains epoch 2 only
-    two = harness.run(vit_encoder, coco_root, work, 0, "cpu", harness.protocol(smoke=True, epochs=2))
+    two = run_coco("coco-maskrcnn-fpn-1x", vit_encoder, coco_root, work, epochs=2)
     assert two.extra["resumed_from"].endswith("epoch_1.pth") and two.extra["train_iters"] == 16
     log = Path(two.extra["log_path"]).read_text()
     assert "resumed epoch: 1" in log.lower() or "resumed" in log.lower()
     # a finished run resumes at its end: no training, the same detections and metrics
-    again = harness.run(vit_encoder, coco_root, work, 0, "cpu", harness.protocol(smoke=True, epochs=2))
+    again = run_coco("coco-maskrcnn-fpn-1x", vit_encoder, coco_root, work, epochs=2)
     assert again.extra["resumed_from"].endswith("epoch_2.pth") and again.extra["train_iters"] == 16
     assert again.metrics == two.metrics
 
@@ -198,3 +198,31 @@ def test_mmdet_cocometric_agrees_with_our_cocoeval(coco_root: Path, tmp_path: Pa
             assert ours[name] / 100 == pytest.approx(theirs[f"{iou}_{key}"], abs=5e-4), (iou, name)
     det_file.write_text(json.dumps(dets))
     assert coco_metrics(gt_json, det_file, "bbox")["AP"] > 0
+
+
+def test_glue_registers_in_both_engines_and_lists_dumped_files(tmp_path: Path, glue):
+    from mmdet.registry import MODELS as MMDET
+    from mmseg.registry import MODELS as MMSEG
+
+    from benchmarks.dense.backbone import BACKBONE_TYPE, EncoderBackbone
+    from benchmarks.dense.neck import PYRAMID_TYPE, SimplePyramid
+    from methods.errors import VitbenchError
+
+    for registry in (MMDET, MMSEG):
+        assert registry.get(BACKBONE_TYPE) is EncoderBackbone and registry.get(PYRAMID_TYPE) is SimplePyramid
+    assert not hasattr(glue, "launcher_from_env")  # the launcher is the run context's
+    work = tmp_path / "work"
+    (work / "detections").mkdir(parents=True)
+    (work / "seg" / "sub").mkdir(parents=True)
+    for name in ("coco.bbox.json", "coco.segm.json", "other.json"):
+        (work / "detections" / name).write_text("[]")
+    (work / "seg" / "sub" / "a.png").write_bytes(b"")
+    evaluators = [{"outfile_prefix": str(work / "detections" / "coco")}, {"output_dir": str(work / "seg")}]
+    found = glue._dumps(glue._dump_locations(evaluators, work))
+    assert found == {
+        "bbox.json": work / "detections" / "coco.bbox.json",
+        "segm.json": work / "detections" / "coco.segm.json",
+        "sub/a.png": work / "seg" / "sub" / "a.png",
+    }
+    with pytest.raises(VitbenchError, match="outside the run's work folder"):
+        glue._dump_locations({"outfile_prefix": str(tmp_path / "elsewhere" / "coco")}, work)

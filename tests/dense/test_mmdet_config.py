@@ -6,17 +6,10 @@ import json
 
 import pytest
 
-from benchmarks.dense.configs import (
-    BACKBONE_TYPE,
-    DETR_SCALES,
-    PYRAMID_TYPE,
-    CocoCascade3xProtocol,
-    CocoDetProtocol,
-    CocoMaskRcnn3xProtocol,
-    build_mmdet_config,
-    plan_neck,
-    to_jsonable,
-)
+from benchmarks.dense.backbone import BACKBONE_TYPE
+from benchmarks.dense.mmdet_config import build_mmdet_config
+from benchmarks.dense.neck import PYRAMID_TYPE, plan_neck, to_jsonable
+from benchmarks.dense.protocols import DETR_SCALES, CocoCascade3xProtocol, CocoDetProtocol, CocoMaskRcnn3xProtocol
 from methods.base import EncoderSpec
 from methods.errors import VitbenchError
 

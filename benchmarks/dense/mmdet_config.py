@@ -1,250 +1,29 @@
-"""Protocols of the COCO detection tasks and the mmdet configs generated from them, in plain Python.
+"""The mmdet 3.3 config of a COCO detection run, generated in plain Python from an EncoderSpec and a flat protocol.
 
-Nothing here imports mm*: a config is a nested ``dict`` built from an :class:`~methods.EncoderSpec` and a flat
-protocol dataclass, so it can be generated, inspected and tested without the compiled stack. There are no
-``_base_`` chains: :func:`build_mmdet_config` writes every field, and the harness saves the result next to the
-record (as JSON in the record and as an mmengine ``.py`` dump in the work folder).
-
-The neck follows from ``spec.reductions`` (DESIGN.md § Dense tasks):
-
-- **plain ViT** (one map per requested block, all at the patch stride ``r``): the XCiT/SelfPatch simple pyramid
-  turns the four maps into strides 4/8/16/32 (for ``r = 16``: 2x deconv, deconv, identity, max-pool), then FPN;
-- **hierarchical** (maps already at several strides, e.g. GC ViT's 4/8/16/32): FPN directly.
+Nothing here imports mm*: a config is a nested ``dict`` built from an :class:`~methods.EncoderSpec`, the neck plan
+(:func:`benchmarks.dense.neck.plan_neck`) and a :class:`~benchmarks.dense.protocols.CocoDetProtocol`-shaped
+protocol, so it can be generated, inspected and tested without the compiled stack. There are no ``_base_``
+chains: :func:`build_mmdet_config` writes every field, and the harness saves the result next to the record (as
+JSON in the record and as an mmengine ``.py`` dump in the work folder).
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any
 
-from benchmarks.protocol import Protocol
-from methods.base import EncoderSpec
+from benchmarks.data.coco import MIN_TRAIN_SIZE, ann_file
+from benchmarks.dense.backbone import BACKBONE_TYPE
+from benchmarks.dense.neck import PYRAMID_TYPE, NeckPlan, pad_divisor, plan_neck
+from benchmarks.dense.protocols import CocoCascade3xProtocol, CocoDetProtocol, CocoMaskRcnn3xProtocol
 from methods.errors import VitbenchError
 
-# DETR-style multi-scale training (Swin/XCiT/SelfPatch/GC ViT detection configs): short side in 480..800 step 32.
-DETR_SCALES: tuple[int, ...] = tuple(range(480, 801, 32))
+if TYPE_CHECKING:
+    from methods.base import EncoderSpec
 
-# Names under which mm_glue registers its modules in mmdet's MODELS registry. No dots: mmengine reads
-# "a.B" as "module B of registry scope a".
-BACKBONE_TYPE = "VitbenchEncoderBackbone"
-PYRAMID_TYPE = "VitbenchSimplePyramid"
-
-
-# ------------------------------------------------------------------------------------------------ protocols
-@dataclass(frozen=True)
-class CocoDetProtocol(Protocol):
-    """Mask R-CNN + FPN, 1x schedule: SelfPatch's COCO protocol (papers_part1.md § SelfPatch (b)).
-
-    From ``alinlab/SelfPatch`` ``detection/configs/selfpatch/mask_rcnn_vit_small_12_p16_1x_coco.py`` (mmdet 2.x):
-    12 epochs, LR x0.1 at epochs 8 and 11, linear warmup over 1000 iterations from 0.001x; AdamW lr 5e-5,
-    betas (0.9, 0.999), weight decay 0.05 except parameters whose name contains ``pos_embed``/``cls_token``/
-    ``norm``; drop-path 0.05; DETR-style augmentation (flip, then either a multi-scale resize with short side
-    480..800 and long side <= 1333, or resize 400/500/600 + random crop 384..600 + multi-scale resize); test at
-    (1333, 800); fp16; SyncBN in the pyramid.
-
-    **LR scaling rule.** The config sets ``lr = 1e-4 / 2`` with 1 image per GPU, i.e. Swin's 1e-4 at batch 16
-    halved for a total batch of 8 (8 GPUs x 1; the GPU count is not stated, 8 is the XCiT/Swin setting).
-    We therefore read ``lr`` as the rate for ``base_batch_size = 8`` and scale it linearly with the real total
-    batch, ``lr_eff = lr * world_size * batch_per_gpu / base_batch_size`` (mmengine's ``auto_scale_lr``), so
-    8 GPUs x 1 image reproduce the paper exactly. The effective lr is written into the record.
-
-    **Attention heads.** SelfPatch's official detection config builds the ViT-S backbone with ``num_heads=8``
-    (copied from XCiT-S12) although it was pretrained with 6; the weights load either way because qkv is
-    [1152, 384]. ``backbone_num_heads=None`` (default) keeps the pretrained head count, which is faithful to
-    pretraining; ``backbone_num_heads=8`` reproduces the official config (and, presumably, the paper's number).
-
-    Evaluation happens once, after the last epoch (the mmdet 2.x config evaluated every epoch and the paper
-    reports the final one).
-    """
-
-    NAME: ClassVar[str] = "selfpatch-coco-maskrcnn-fpn-1x"
-    VERSION: ClassVar[int] = 1
-    # The smoke setting: 2 epochs of 128-px images, batch 2, a short warmup and a higher lr so that a few
-    # iterations move the heads. It exercises every code path of the paper setting (multi-scale + crop branch,
-    # checkpoint per epoch, resume) on CPU in tens of seconds.
-    SMOKE: ClassVar[dict[str, Any]] = {
-        "epochs": 2,
-        "lr_steps": (2,),
-        "warmup_iters": 2,
-        "lr": 2e-4,
-        "base_batch_size": 2,
-        "batch_per_gpu": 2,
-        "train_scales": (96, 112, 128),
-        "crop_prescales": (80, 96, 112),
-        "crop_size": (64, 96),
-        "max_size": 160,
-        "test_scale": (160, 128),
-        "amp": False,
-        "num_workers": 0,
-        "log_interval": 1,
-        # Narrower heads and fewer RoIs: at full width the mask head alone costs ~10 s per CPU iteration once the
-        # RPN finds the (large) synthetic objects and most of the 512 sampled RoIs become positives.
-        "fpn_channels": 64,
-        "fc_channels": 256,
-        "rcnn_samples": 64,
-        "proposals": 200,
-    }
-
-    detector: str = "mask_rcnn"  # "mask_rcnn" | "cascade_mask_rcnn"
-    bbox_head: str = "shared2fc"  # "shared2fc" (mmdet default, L1) | "4conv1fc_giou" (Swin/GC ViT cascade)
-    epochs: int = 12
-    lr_steps: tuple[int, ...] = (8, 11)  # epochs after which the lr is multiplied by 0.1
-    warmup_iters: int = 1000
-    warmup_ratio: float = 0.001
-    lr: float = 5e-5  # for base_batch_size images per step; scaled linearly (see the class docstring)
-    base_batch_size: int = 8
-    batch_per_gpu: int = 1
-    scale_lr: bool = True
-    betas: tuple[float, float] = (0.9, 0.999)
-    weight_decay: float = 0.05
-    no_decay_keys: tuple[str, ...] = ("pos_embed", "cls_token", "norm")  # substrings of parameter names
-    drop_path_rate: float = 0.05
-    backbone_num_heads: int | None = None  # None: as pretrained; 8: SelfPatch's official config for ViT-S
-    pyramid_strides: tuple[int, ...] = (4, 8, 16, 32)
-    fpn_channels: int = 256  # also the width of the RPN, RoI features and mask head convs (mmdet: 256)
-    fpn_num_outs: int = 5
-    fc_channels: int = 1024  # box head fully connected width
-    rcnn_samples: int = 512  # RoIs sampled per image for the box/mask heads (25% positive)
-    proposals: int = 1000  # RPN proposals kept per image (train and test; nms_pre is twice this in training)
-    train_scales: tuple[int, ...] = DETR_SCALES  # short sides of the multi-scale branch
-    crop_prescales: tuple[int, ...] = (400, 500, 600)  # short sides before the random crop
-    crop_size: tuple[int, int] = (384, 600)  # (min, max) side of the random crop, 'absolute_range'
-    max_size: int = 1333  # long-side cap of every resize
-    test_scale: tuple[int, int] = (1333, 800)  # (long, short)
-    flip_prob: float = 0.5
-    sync_bn: bool = True  # SyncBN in the pyramid / conv heads (falls back to BN in a single process)
-    amp: bool = True  # fp16 mixed precision on CUDA (ignored on CPU)
-    train_split: str = "train2017"
-    val_split: str = "val2017"
-    num_workers: int = 2
-    checkpoint_interval: int = 1  # epochs; the last two checkpoints are kept for resume
-    log_interval: int = 50
-
-
-@dataclass(frozen=True)
-class CocoMaskRcnn3xProtocol(CocoDetProtocol):
-    """GC ViT's Mask R-CNN 3x protocol (papers_part2.md § GC ViT; NVlabs/GCVit ``detection/configs/gcvit/
-    mask_rcnn_gcvit_tiny_3x_coco.py``, mmdet 2.19): 36 epochs, steps 27/33, warmup 2500 iterations, AdamW 1e-4
-    at a total batch of 16 (8 GPUs x 2, the mmdet ``coco_instance`` default), wd 0.05 except relative position
-    bias tables and norms, drop-path 0.2 (GC ViT-T), same DETR-style augmentation, fp16, test at (1333, 800)."""
-
-    NAME: ClassVar[str] = "gcvit-coco-maskrcnn-3x"
-    VERSION: ClassVar[int] = 1
-
-    epochs: int = 36
-    lr_steps: tuple[int, ...] = (27, 33)
-    warmup_iters: int = 2500
-    lr: float = 1e-4
-    base_batch_size: int = 16
-    batch_per_gpu: int = 2
-    no_decay_keys: tuple[str, ...] = ("relative_position_bias_table", "rel_pos", "norm")
-    drop_path_rate: float = 0.2
-
-
-@dataclass(frozen=True)
-class CocoCascade3xProtocol(CocoMaskRcnn3xProtocol):
-    """GC ViT's Cascade Mask R-CNN 3x protocol: as :class:`CocoMaskRcnn3xProtocol`, with three cascade stages of
-    Swin-style ``4conv1fc`` box heads (SyncBN, GIoU loss x10, decoded-box regression)."""
-
-    NAME: ClassVar[str] = "gcvit-coco-cascade-3x"
-    VERSION: ClassVar[int] = 1
-
-    detector: str = "cascade_mask_rcnn"
-    bbox_head: str = "4conv1fc_giou"
-
-
-# ------------------------------------------------------------------------------------------------ the neck
-@dataclass(frozen=True)
-class NeckPlan:
-    """How the encoder's maps become the detector's pyramid; written into the record's probe card.
-
-    ``scales[i]`` is the resize factor of map ``i`` in the simple pyramid (4.0 = two 2x deconvs, 0.5 = a 2x2
-    max-pool); empty for FPN-only.
-    """
-
-    kind: str  # "simple_pyramid+fpn" | "fpn"
-    in_channels: tuple[int, ...]
-    in_strides: tuple[int, ...]
-    out_strides: tuple[int, ...]  # strides FPN sees (RoI extractors use these)
-    scales: tuple[float, ...]
-    ops: tuple[str, ...]  # human-readable per level, e.g. "deconv2x-bn-gelu-deconv2x"
-    fpn_channels: int
-    fpn_num_outs: int
-
-    @property
-    def anchor_strides(self) -> tuple[int, ...]:
-        """FPN's extra outputs come from stride-2 max-pooling of its last level."""
-        extra = tuple(self.out_strides[-1] * 2 ** (i + 1) for i in range(self.fpn_num_outs - len(self.out_strides)))
-        return self.out_strides + extra
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "kind": self.kind,
-            "in_channels": list(self.in_channels),
-            "in_strides": list(self.in_strides),
-            "out_strides": list(self.out_strides),
-            "scales": list(self.scales),
-            "ops": list(self.ops),
-            "fpn_channels": self.fpn_channels,
-            "fpn_num_outs": self.fpn_num_outs,
-            "anchor_strides": list(self.anchor_strides),
-        }
-
-
-def _pyramid_op(scale: float) -> str:
-    if scale > 1:
-        n = int(math.log2(scale))
-        return "-bn-gelu-".join(["deconv2x"] * n)
-    if scale == 1:
-        return "identity"
-    return f"maxpool{int(round(1 / scale))}x"
-
-
-def plan_neck(
-    spec: EncoderSpec, pyramid_strides: Sequence[int] = (4, 8, 16, 32), fpn_channels: int = 256, fpn_num_outs: int = 5
-) -> NeckPlan:
-    """Choose the neck from ``spec.reductions``.
-
-    All reductions equal (a plain ViT: every block at the patch stride) -> simple pyramid to ``pyramid_strides``
-    then FPN; otherwise (a hierarchical encoder) -> FPN on the maps as they are, which must then have strictly
-    increasing strides.
-    """
-    red = tuple(int(r) for r in spec.reductions)
-    chans = tuple(int(c) for c in spec.channels)
-    if not red or len(red) != len(chans):
-        raise VitbenchError(f"{spec.arch}: spec has {len(chans)} channels but {len(red)} reductions")
-    if fpn_num_outs < len(red):
-        raise VitbenchError(f"fpn_num_outs={fpn_num_outs} < {len(red)} encoder maps")
-    if len(set(red)) == 1:
-        r = red[0]
-        if len(red) != len(pyramid_strides):
-            raise VitbenchError(
-                f"{spec.arch}: a plain ViT needs one dense index per pyramid level: {len(red)} maps "
-                f"(indices {list(spec.indices)}) for strides {list(pyramid_strides)}"
-            )
-        scales = tuple(r / s for s in pyramid_strides)
-        for s, f in zip(pyramid_strides, scales):
-            if f <= 0 or not math.log2(f).is_integer():
-                raise VitbenchError(
-                    f"{spec.arch}: patch stride {r} cannot reach pyramid stride {s} by 2x deconvs or pooling "
-                    "(needs a power-of-two ratio)"
-                )
-        return NeckPlan(
-            "simple_pyramid+fpn",
-            chans,
-            red,
-            tuple(int(s) for s in pyramid_strides),
-            scales,
-            tuple(_pyramid_op(f) for f in scales),
-            fpn_channels,
-            fpn_num_outs,
-        )
-    if any(b <= a for a, b in zip(red, red[1:])):
-        raise VitbenchError(f"{spec.arch}: hierarchical maps need increasing strides, got {list(red)}")
-    return NeckPlan("fpn", chans, red, red, (), ("identity",) * len(red), fpn_channels, fpn_num_outs)
+# The COCO protocols are separate flat classes with the same fields; the builder reads any of them.
+DetProtocol = CocoDetProtocol | CocoMaskRcnn3xProtocol | CocoCascade3xProtocol
 
 
 # ------------------------------------------------------------------------------------------------ heads
@@ -252,7 +31,7 @@ def _box_coder(stds: Sequence[float]) -> dict[str, Any]:
     return {"type": "DeltaXYWHBBoxCoder", "target_means": [0.0] * 4, "target_stds": list(stds)}
 
 
-def _bbox_head(p: CocoDetProtocol, num_classes: int, stds: Sequence[float], norm: str) -> dict[str, Any]:
+def _bbox_head(p: DetProtocol, num_classes: int, stds: Sequence[float], norm: str) -> dict[str, Any]:
     kind = p.bbox_head
     common = {
         "in_channels": p.fpn_channels,
@@ -309,7 +88,7 @@ def _roi_extractor(size: int, strides: Sequence[int], channels: int) -> dict[str
     }
 
 
-def _detector(p: CocoDetProtocol, plan: NeckPlan, num_classes: int) -> dict[str, Any]:
+def _detector(p: DetProtocol, plan: NeckPlan, num_classes: int) -> dict[str, Any]:
     """rpn_head / roi_head / train_cfg / test_cfg of mmdet's Mask R-CNN or Cascade Mask R-CNN (R50-FPN layout)."""
     norm = "SyncBN" if p.sync_bn else "BN"
     strides = plan.out_strides
@@ -423,12 +202,7 @@ def _detector(p: CocoDetProtocol, plan: NeckPlan, num_classes: int) -> dict[str,
 
 
 # ------------------------------------------------------------------------------------------------ the config
-def pad_divisor(spec: EncoderSpec, plan: NeckPlan) -> int:
-    """Inputs are padded to a multiple of every stride in play (patch size, pyramid strides)."""
-    return math.lcm(int(spec.size_divisor), *plan.in_strides, *plan.out_strides)
-
-
-def _pipelines(p: CocoDetProtocol) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
+def _pipelines(p: DetProtocol) -> tuple[list[dict[str, Any]], list[dict[str, Any]]]:
     """DETR-style train augmentation (mmdet 3 names: ``RandomChoice`` of two branches) and the test resize.
 
     mmdet reads a ``(long, short)`` scale with ``keep_ratio`` as "short side = short, long side <= long".
@@ -469,14 +243,9 @@ def _pipelines(p: CocoDetProtocol) -> tuple[list[dict[str, Any]], list[dict[str,
     return train, test
 
 
-def ann_file(split: str) -> str:
-    """COCO's layout: ``annotations/instances_<split>.json`` next to the ``<split>/`` image folder."""
-    return f"annotations/instances_{split}.json"
-
-
 def build_mmdet_config(
     spec: EncoderSpec,
-    protocol: CocoDetProtocol,
+    protocol: DetProtocol,
     *,
     encoder_ref: Mapping[str, Any],
     classes: Sequence[str],
@@ -546,7 +315,7 @@ def build_mmdet_config(
             "metainfo": metainfo,
             "ann_file": ann_file(p.train_split),
             "data_prefix": {"img": f"{p.train_split}/"},
-            "filter_cfg": {"filter_empty_gt": True, "min_size": 32},
+            "filter_cfg": {"filter_empty_gt": True, "min_size": MIN_TRAIN_SIZE},
             "pipeline": train_pipeline,
             "backend_args": None,
         },
@@ -631,16 +400,3 @@ def build_mmdet_config(
         "load_from": resume_from,
         "resume": resume_from is not None,
     }
-
-
-def to_jsonable(obj: Any) -> Any:
-    """Tuples -> lists, Paths -> strings, recursively: the config as stored in the record."""
-    if isinstance(obj, Mapping):
-        return {str(k): to_jsonable(v) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return [to_jsonable(v) for v in obj]
-    if isinstance(obj, Path):
-        return str(obj)
-    if obj is None or isinstance(obj, (bool, int, float, str)):
-        return obj
-    return repr(obj)

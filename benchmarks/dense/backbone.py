@@ -1,16 +1,15 @@
-"""The torch modules the dense harness puts around an :class:`~methods.Encoder` (no mm* imports).
+"""The engine-neutral detector/segmenter backbone: an :class:`~methods.Encoder` made trainable (no mm* imports).
 
-:class:`EncoderBackbone` turns an encoder into a detector backbone (``forward_dense`` as a tuple) and prepares it
-for fine-tuning; :class:`SimplePyramid` is the XCiT/SelfPatch pyramid that turns a plain ViT's single-stride maps
-into strides 4/8/16/32. :mod:`benchmarks.dense.mm_glue` registers both in mmdet's registry; keeping them free
-of mm* lets the default test suite check their shapes.
+:class:`EncoderBackbone` turns an encoder into a backbone (``forward_dense`` as a tuple) and prepares it for
+fine-tuning (a copy, unfrozen, with drop-path and optionally re-split attention heads). Configs stay plain data:
+they name the encoder by :func:`encoder_ref`, and the live encoder the harness built is found by its key.
+:mod:`benchmarks.dense.mm_glue` registers the class in mmdet's and mmseg's registries under :data:`BACKBONE_TYPE`.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 import torch
@@ -18,6 +17,10 @@ from torch import nn
 
 from methods import Encoder, build_encoder
 from methods.errors import VitbenchError
+
+# The name under which mm_glue registers EncoderBackbone in both engines' MODELS registries (no dots: mmengine
+# reads "a.B" as "module B of registry scope a").
+BACKBONE_TYPE = "VitbenchEncoderBackbone"
 
 # Encoders built by the harness in this process, by key: the generated config names the key (configs stay plain
 # data), and a config used outside ``vitbench run`` rebuilds the encoder from its method/variant/weights instead.
@@ -94,7 +97,7 @@ def set_num_heads(module: nn.Module, num_heads: int) -> int:
 
 
 class EncoderBackbone(nn.Module):
-    """A detector backbone around an :class:`~methods.Encoder`: ``[B, 3, H, W] -> (map_0, ..., map_k)`` with
+    """A detector/segmenter backbone around an :class:`~methods.Encoder`: ``[B, 3, H, W] -> (map_0, ..., map_k)``,
     ``map_i`` of shape ``[B, spec.channels[i], H / spec.reductions[i], W / spec.reductions[i]]``.
 
     ``encoder`` is the config's reference (see :func:`encoder_ref`). The live encoder registered under its key is
@@ -127,43 +130,3 @@ class EncoderBackbone(nn.Module):
     def forward(self, x: torch.Tensor) -> tuple[torch.Tensor, ...]:
         """``[B, 3, H, W] -> tuple of [B, C_i, H / r_i, W / r_i]`` (``forward_dense``)."""
         return tuple(self.encoder.forward_dense(x))
-
-
-class SimplePyramid(nn.Module):
-    """XCiT/SelfPatch's pyramid for a plain ViT: resizes map ``i`` by ``scales[i]``, keeping its channels.
-
-    A factor of 2^k > 1 is k stride-2 transposed convs with norm + GELU between them (4x: deconv, BN, GELU,
-    deconv); 1 is the identity; 2^-k is a 2^k x 2^k max-pool. With ViT/16 maps ``[B, D, H/16, W/16]`` and scales
-    (4, 2, 1, 0.5) the outputs are ``[B, D, H/4, W/4]``, ``[B, D, H/8, W/8]``, ``[B, D, H/16, W/16]``,
-    ``[B, D, H/32, W/32]``.
-    """
-
-    def __init__(self, in_channels: Sequence[int], scales: Sequence[float], norm: str = "SyncBN") -> None:
-        super().__init__()
-        if len(in_channels) != len(scales):
-            raise ValueError(f"{len(in_channels)} input maps but {len(scales)} scales")
-        # SyncBN as in SelfPatch; torch's SyncBatchNorm acts as plain BN outside a multi-process group.
-        norm_cls = {"SyncBN": nn.SyncBatchNorm, "BN": nn.BatchNorm2d}[norm]
-        self.levels = nn.ModuleList()
-        for c, s in zip(in_channels, scales):
-            k = math.log2(s)
-            if not k.is_integer():
-                raise ValueError(f"scale {s} is not a power of two")
-            if k > 0:
-                layers: list[nn.Module] = []
-                for j in range(int(k)):
-                    if j:
-                        layers += [norm_cls(c), nn.GELU()]
-                    layers.append(nn.ConvTranspose2d(c, c, kernel_size=2, stride=2))
-                self.levels.append(nn.Sequential(*layers))
-            elif k == 0:
-                self.levels.append(nn.Identity())
-            else:
-                f = int(round(1 / s))
-                self.levels.append(nn.MaxPool2d(kernel_size=f, stride=f))
-
-    def forward(self, inputs: Sequence[torch.Tensor]) -> tuple[torch.Tensor, ...]:
-        """``(map_i [B, C_i, h, w]) -> (map_i [B, C_i, h * scales[i], w * scales[i]])``."""
-        if len(inputs) != len(self.levels):
-            raise ValueError(f"expected {len(self.levels)} maps, got {len(inputs)}")
-        return tuple(level(x) for level, x in zip(self.levels, inputs))

@@ -1,12 +1,12 @@
-"""The torch modules around the encoder: pyramid shapes, backbone outputs, fine-tuning setup (no mm* needed)."""
+"""The engine-neutral torch modules: pyramid shapes, backbone outputs, fine-tuning setup (no mm* needed)."""
 
 from __future__ import annotations
 
 import pytest
 import torch
 
-from benchmarks.dense.configs import plan_neck
-from benchmarks.dense.modules import EncoderBackbone, SimplePyramid, encoder_ref, register_live_encoder
+from benchmarks.dense.backbone import EncoderBackbone, encoder_ref, register_live_encoder
+from benchmarks.dense.neck import SimplePyramid, plan_neck
 
 
 @pytest.mark.parametrize(("stride", "scales"), [(16, (4.0, 2.0, 1.0, 0.5)), (8, (2.0, 1.0, 0.5, 0.25))])
