@@ -94,6 +94,36 @@ class Paper:
 
 
 @dataclass(frozen=True)
+class OfficialLayout:
+    """How the authors' checkpoint file holds a variant's weights: the inverse of what loading does, as data.
+
+    A file in this layout is written from a state dict in our names (the model's keys, the global head's under
+    ``global_head.``) as follows, and loading (select ``checkpoint_keys``, strip, :meth:`MethodAdapter.convert`,
+    drop) must give the same encoder back; ``tests/methods/test_contract.py`` does exactly that for every layout.
+
+    1. :meth:`MethodAdapter.to_official` renames the keys to the authors' names; every key then gains ``prefix``
+       ("backbone.", "module.base_encoder.", "encoder.", "visual.").
+    2. ``extra_weights``: names (as in the file, prefix included) of tensors stored next to the weights that are
+       not the encoder's (projection heads, decoders, a classifier, CLIP's text tower); loading must drop them.
+    3. ``copies``: other copies of the same network in the file, ``(top-level key, prefix)``, the key ``None``
+       meaning "inside the weights' own entry" (DINO's DDP student, an EMA, MoCo's momentum encoder). A test
+       writes them with other values, so a loader that picks the wrong copy gives other features.
+    4. ``key``: the top-level entry that holds the result ("teacher", "state_dict", "model"); None: the file *is*
+       the flat state dict. ``extras``: the file's other top-level entries, verbatim (epoch, an
+       ``argparse.Namespace`` of args, optimizer state...): what the safe unpickler must get through.
+
+    ``name`` tells the layouts of one variant apart ("backbone" file vs "training" checkpoint).
+    """
+
+    name: str
+    key: str | None = None
+    prefix: str = ""
+    extra_weights: tuple[str, ...] = ()
+    copies: tuple[tuple[str | None, str], ...] = ()
+    extras: Mapping[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
 class Variant:
     """One released (or described) model of a method.
 
@@ -101,6 +131,10 @@ class Variant:
     "model"); a flat state dict always loads. ``strip_prefixes``: removed from keys in order ("module.",
     "backbone."). ``drop``: fnmatch patterns of file keys that are not part of the encoder (projection heads,
     predictors) — reported as dropped. ``allow_missing``: fnmatch patterns of model keys the file may lack.
+    ``official_layouts``: the authors' file layouts this variant loads (see :class:`OfficialLayout`); the contract
+    test writes and reloads each one, and fails for a variant that declares none. ``params_m``: parameters of the
+    built encoder (global head included, classifier not) in millions, to 0.1 M: lets tests size a variant without
+    building it (the contract test checks the number).
     """
 
     name: str
@@ -118,6 +152,8 @@ class Variant:
     data_config: Mapping[str, Any] = field(default_factory=dict)
     released: bool = True
     notes: str = ""
+    official_layouts: tuple[OfficialLayout, ...] = ()
+    params_m: float | None = None
 
 
 @dataclass(frozen=True)
@@ -135,8 +171,10 @@ class EncoderIdentity:
 
     @property
     def weights_id(self) -> str:
-        """A string that identifies the weights (for cache keys): the sha256, or the arch + seed if random."""
-        return self.weights_sha256 or f"random:{self.arch}:seed{self.seed}"
+        """A string that identifies the weights (for cache keys): the sha256, or method, variant, arch and seed if
+        random — two adapters can share a timm arch (DINO and SelfPatch are both ``vit_small_patch16_224``) yet
+        build different models, so the arch alone would let one reuse the other's cached features."""
+        return self.weights_sha256 or f"random:{self.method}:{self.variant}:{self.arch}:seed{self.seed}"
 
 
 # ------------------------------------------------------------------------------------------------ the encoder
@@ -272,6 +310,15 @@ class MethodAdapter:
     def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:
         """Turn the authors' key layout into timm's. Return the new dict and one line per conversion done."""
         return sd, []
+
+    def to_official(self, sd: dict[str, torch.Tensor], variant: Variant) -> dict[str, torch.Tensor]:
+        """The inverse of :meth:`convert`: our key layout -> the authors' (before :attr:`OfficialLayout.prefix`).
+
+        ``convert(to_official(sd))`` must load into a model that computes the same function as ``sd`` does (the
+        tensors may differ where the authors' layout has fewer degrees of freedom, e.g. MFM's absent key bias).
+        Override it together with :meth:`convert`; adapters whose authors use timm's names keep this identity.
+        """
+        return dict(sd)
 
     def load_weights(
         self, model: nn.Module, head: nn.Module | None, ckpt: Any, variant: Variant, path: Path | str

@@ -9,7 +9,26 @@ encoder ends at the normed CLS token. A ``main.py`` training checkpoint (``{'mod
 
 from __future__ import annotations
 
-from methods.base import MethodAdapter, Paper, Variant, with_variant
+import argparse
+
+from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
+
+_HEAD = ("head.weight", "head.bias")
+# The release: {'model': ViT + ImageNet classifier}; main.py's checkpoint adds the EMA copy and training state.
+_RELEASE = OfficialLayout(name="release", key="model", extra_weights=_HEAD)
+_TRAINING = OfficialLayout(
+    name="training",
+    key="model",
+    extra_weights=_HEAD,
+    copies=(("model_ema", ""),),
+    extras={
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.0, "weight_decay": 0.05, "params": []}]},
+        "lr_scheduler": {"t_initial": 300, "warmup_t": 5},
+        "epoch": 299,
+        "scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000},
+        "args": argparse.Namespace(model="deit_base_patch16_224", input_size=224, smoothing=0.1),
+    },
+)
 
 _URL = "https://dl.fbaipublicfiles.com/deit/{}.pth"
 _NOTE = (
@@ -24,6 +43,8 @@ _DEITS16 = Variant(
     license="Apache-2.0",
     checkpoint_keys=("model",),
     drop=("head.*",),  # the supervised ImageNet-1k classifier
+    official_layouts=(_RELEASE, _TRAINING),
+    params_m=21.7,
     notes=_NOTE.format("cd65a155"),
 )
 
@@ -45,6 +66,7 @@ class DeiT(MethodAdapter):
             arch="deit_base_patch16_224",
             weights_url=_URL.format("deit_base_patch16_224-b5f2ef4d"),
             file_name="deit_base_patch16_224-b5f2ef4d.pth",
+            params_m=85.8,
             notes=_NOTE.format("b5f2ef4d") + "; the backdoor paper's (arXiv 2206.08477) victim",
         ),
     )

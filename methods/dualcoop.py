@@ -29,7 +29,7 @@ import torch
 from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from torch import nn
 
-from methods.base import EncoderSpec, MethodAdapter, Paper, Variant, with_variant
+from methods.base import EncoderSpec, MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 from methods.errors import CheckpointError
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models/{}/{}.pt"  # clip/clip.py _MODELS (DualCoOp's copy)
@@ -37,6 +37,7 @@ _RN50_SHA = "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762"
 _RN101_SHA = "8fa8567bab74a42d41c5915025a8e4538c3bdbe8804a470a72f30b0d94fab599"
 _CONV = {"1": "conv1_1x1", "2": "conv2_kxk", "3": "conv3_1x1"}  # Bottleneck conv{n}/bn{n} -> timm ByobNet names
 _POOL = {"positional_embedding": "pos_embed", "q_proj": "q", "k_proj": "k", "v_proj": "v", "c_proj": "proj"}
+_POOL_INV = {v: k for k, v in _POOL.items()}
 
 
 def _visual_key(key: str) -> str | None:
@@ -52,6 +53,19 @@ def _visual_key(key: str) -> str | None:
     return None
 
 
+def _openai_key(key: str) -> str:
+    """The inverse of :func:`_visual_key`: timm ``resnet*_clip`` name -> OpenAI ModifiedResNet name."""
+    if m := re.fullmatch(r"stem\.conv([123])\.(conv|bn)\.(.+)", key):
+        return f"{m[2]}{m[1]}.{m[3]}"
+    if m := re.fullmatch(r"stages\.(\d)\.(\d+)\.(conv[123])_(?:1x1|kxk)\.(conv|bn)\.(.+)", key):
+        return f"layer{int(m[1]) + 1}.{m[2]}.{m[4]}{m[3][-1]}.{m[5]}"
+    if m := re.fullmatch(r"stages\.(\d)\.(\d+)\.shortcut\.conv\.(conv|bn)\.(.+)", key):
+        return f"layer{int(m[1]) + 1}.{m[2]}.downsample.{'0' if m[3] == 'conv' else '1'}.{m[4]}"
+    if m := re.fullmatch(r"head\.(pos_embed|[qkv]|proj)(\.weight|\.bias)?", key):
+        return f"attnpool.{_POOL_INV[m[1]]}{m[2] or ''}"
+    raise ValueError(f"CLIP: no OpenAI name for timm key {key}")
+
+
 class CLIPAttentionPool(nn.Module):
     """``forward_features [B, C, h, w] -> [B, D]``: CLIP's attention pool including ``c_proj`` (timm's
     ``pre_logits`` stops before it). The weights stay in ``model.head``: this holds a reference, not a copy."""
@@ -65,6 +79,33 @@ class CLIPAttentionPool(nn.Module):
         return self._model[0].forward_head(x)
 
 
+# CLIP's text tower and the scalars OpenAI's archive carries (clip.build_model deletes the last three).
+_TEXT = (
+    "transformer.*",
+    "token_embedding.*",
+    "ln_final.*",
+    "positional_embedding",
+    "text_projection",
+    "logit_scale",
+    "input_resolution",
+    "context_length",
+    "vocab_size",
+)
+# A CLIP `model.state_dict()` (open_clip's converted files; OpenAI's TorchScript archive holds the same names, in fp16,
+# tests/methods/test_dualcoop.py writes one): the visual tower under `visual.` and the text tower's tensors.
+_CLIP_STATE_DICT = OfficialLayout(
+    name="clip-state-dict",
+    prefix="visual.",
+    extra_weights=(
+        "transformer.resblocks.0.attn.in_proj_weight",
+        "transformer.resblocks.0.ln_1.weight",
+        "token_embedding.weight",
+        "ln_final.weight",
+        "ln_final.bias",
+        *(k for k in _TEXT if "*" not in k),
+    ),
+)
+
 _RN50 = Variant(
     name="rn50",
     arch="resnet50_clip",
@@ -75,18 +116,9 @@ _RN50 = Variant(
     license="MIT",  # OpenAI CLIP's weights; the DualCoOp repository itself has no LICENSE file
     checkpoint_keys=("state_dict",),
     strip_prefixes=("module.",),
-    # CLIP's text tower and the scalars OpenAI's archive carries (clip.build_model deletes the last three).
-    drop=(
-        "transformer.*",
-        "token_embedding.*",
-        "ln_final.*",
-        "positional_embedding",
-        "text_projection",
-        "logit_scale",
-        "input_resolution",
-        "context_length",
-        "vocab_size",
-    ),
+    drop=_TEXT,
+    official_layouts=(_CLIP_STATE_DICT,),
+    params_m=38.3,
     dense_indices=(1, 2, 3, 4),  # timm's feature_info: 0 = stem (stride 2), 1..4 = stages (strides 4..32)
     data_config={"mean": OPENAI_CLIP_MEAN, "std": OPENAI_CLIP_STD, "crop_pct": 1.0},  # CLIP: Resize + CenterCrop
     notes="DualCoOp's zero-shot backbone (COCO 48/17, NUS-WIDE; 224 px, 64+64 context tokens). No DualCoOp "
@@ -114,6 +146,7 @@ class DualCoOp(MethodAdapter):
             weights_url=_OPENAI.format(_RN101_SHA, "RN101"),
             sha256=_RN101_SHA,
             file_name="RN101.pt",
+            params_m=56.3,
             notes="DualCoOp's partial-label backbone (MS-COCO 2014, VOC2007; trained at 448 px, the "
             "attention pool's 7x7 pos embed resampled bicubically). No DualCoOp weights are released: "
             "these are OpenAI CLIP's. forward_global = attnpool incl. c_proj (512-d); DualCoOp's "
@@ -144,3 +177,7 @@ class DualCoOp(MethodAdapter):
             return sd, []
         dtypes = "/".join(sorted({str(v.dtype).removeprefix("torch.") for k, v in sd.items() if k.startswith(prefix)}))
         return out, [f"{prefix or '<visual tower>'} ModifiedResNet -> timm {variant.arch} ({n} keys, {dtypes})"]
+
+    def to_official(self, sd: dict[str, torch.Tensor], variant: Variant) -> dict[str, torch.Tensor]:
+        # fp32 (open_clip's dtype): OpenAI's fp16 would round the weights, and the round trip compares to 1e-4.
+        return {_openai_key(k): v for k, v in sd.items()}

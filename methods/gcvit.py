@@ -26,14 +26,16 @@ after the final norm), the features NVlabs' detection backbone taps (it adds its
 
 from __future__ import annotations
 
+import argparse
 import functools
+import math
 import re
 
 import timm
 import torch
 from torch import nn
 
-from methods.base import MethodAdapter, Paper, Variant, with_variant
+from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 from methods.errors import CheckpointError
 
 _HF = "https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_{}.pth.tar"  # NVlabs models/gc_vit.py, 2023-07+
@@ -156,6 +158,70 @@ def convert_nvlabs(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
     return out, [f"{k} ({n} keys)" for k, n in lines.items()]
 
 
+_MBCONV_INV = {v: k for k, v in _MBCONV.items()}
+
+
+def _mbconv_to_nvlabs(name: str, v: torch.Tensor) -> tuple[str, torch.Tensor]:
+    if name not in _MBCONV_INV:
+        raise ValueError(f"GC ViT: no NVlabs name for timm key ...{name}")
+    return _MBCONV_INV[name], (v[:, :, 0, 0] if ".fc" in name else v)  # SE 1x1 conv -> Linear
+
+
+def _reduce_to_nvlabs(name: str, v: torch.Tensor) -> tuple[str, torch.Tensor]:
+    return _mbconv_to_nvlabs(name.removeprefix("conv_block."), v) if name.startswith("conv_block.") else (name, v)
+
+
+def to_nvlabs(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """The inverse of :func:`convert_nvlabs`: timm ``GlobalContextVit`` names -> NVlabs', with the
+    ``relative_position_index`` buffers NVlabs stores (the standard Swin index)."""
+    last = max(int(m[1]) for k in sd if (m := re.match(r"stages\.(\d+)\.", k)))
+    out: dict[str, torch.Tensor] = {}
+    for key, v in sd.items():
+        if key.startswith("stem.conv1."):
+            out["patch_embed.proj." + key.removeprefix("stem.conv1.")] = v
+        elif key.startswith("stem.down."):
+            name, v = _reduce_to_nvlabs(key.removeprefix("stem.down."), v)
+            out["patch_embed.conv_down." + name] = v
+        elif m := re.match(r"stages\.(\d+)\.downsample\.(.+)$", key):
+            name, v = _reduce_to_nvlabs(m[2], v)
+            out[f"levels.{int(m[1]) - 1}.downsample.{name}"] = v
+        elif m := re.match(r"stages\.(\d+)\.global_block\.blocks\.conv(\d+)\.(.+)$", key):
+            name, v = _mbconv_to_nvlabs(m[3], v)
+            out[f"levels.{m[1]}.q_global_gen.to_q_global.{int(m[2]) - 1}.{name}"] = v
+        elif m := re.match(r"stages\.(\d+)\.blocks\.(\d+)\.(.+)$", key):
+            block, part = f"levels.{m[1]}.blocks.{m[2]}.", m[3]
+            if part == "attn.rel_pos.relative_position_bias_table":
+                out[block + "attn.relative_position_bias_table"] = v
+                w = (math.isqrt(v.shape[0]) + 1) // 2  # (2w-1)^2 rows
+                out[block + "attn.relative_position_index"] = _standard_index(w).clone()
+            elif m2 := re.fullmatch(r"ls([12])\.gamma", part):
+                out[f"{block}gamma{m2[1]}"] = v
+            else:
+                out[block + part] = v
+        elif key.startswith(f"stages.{last}.norm."):
+            out["norm." + key.removeprefix(f"stages.{last}.norm.")] = v
+        else:
+            raise ValueError(f"GC ViT: no NVlabs name for timm key {key}")
+    return out
+
+
+# timm train.py's CheckpointSaver (NVlabs train.py, --model-ema --amp): the EMA and the raw weights, training state.
+_TRAIN_PY = OfficialLayout(
+    name="train.py",
+    key="state_dict_ema",
+    extra_weights=("head.weight", "head.bias"),
+    copies=(("state_dict", ""),),
+    extras={
+        "epoch": 309,
+        "arch": "gc_vit_xxtiny",
+        "version": 2,
+        "args": argparse.Namespace(model="gc_vit_xxtiny", lr=5e-3, model_ema=True, amp=True),
+        "optimizer": {"state": {}, "param_groups": [{"lr": 1e-6, "betas": (0.9, 0.999), "params": []}]},
+        "amp_scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000},
+        "metric": 79.9,
+    },
+)
+
 _XXTINY = Variant(
     name="xxtiny",
     arch="gcvit_xxtiny",
@@ -169,6 +235,8 @@ _XXTINY = Variant(
     drop=("head.*", "levels.*.attn.relative_position_index"),  # classifier; index buffers timm recomputes
     dense_indices=(0, 1, 2, 3),
     data_config={"crop_pct": 1.0},  # NVlabs' per-model eval crop (models/gc_vit.py default_cfgs)
+    official_layouts=(_TRAIN_PY,),
+    params_m=11.5,
     notes=_notes("79.9", "2022-07: 79.78, 2022-08: 79.80"),
 )
 
@@ -190,6 +258,7 @@ class GCViT(MethodAdapter):
             arch="gcvit_xtiny",
             weights_url=_HF.format("xtiny"),
             file_name="gcvit_1k_xtiny.pth.tar",
+            params_m=19.5,
             data_config={"crop_pct": 0.875},
             notes=_notes("82.0", "2022-07: 81.95, 2022-08: 82.04"),
         ),
@@ -199,6 +268,7 @@ class GCViT(MethodAdapter):
             arch="gcvit_tiny",
             weights_url=_HF.format("tiny"),
             file_name="gcvit_1k_tiny.pth.tar",
+            params_m=27.7,
             notes=_notes("83.5", "2022-06: 83.2, 2022-07: 83.37, 2022-08: 83.40"),
         ),
         with_variant(
@@ -207,6 +277,7 @@ class GCViT(MethodAdapter):
             arch="gcvit_small",
             weights_url=_HF.format("small"),
             file_name="gcvit_1k_small.pth.tar",
+            params_m=50.3,
             data_config={"crop_pct": 0.875},
             notes=_notes("84.3", "2022-06: 83.9, 2022-07: 83.90, 2022-08: 83.95"),
         ),
@@ -216,6 +287,7 @@ class GCViT(MethodAdapter):
             arch="gcvit_base",
             weights_url=_HF.format("base"),
             file_name="gcvit_1k_base.pth.tar",
+            params_m=89.3,
             notes=_notes("85.0", "2022-06: 84.4, 2022-07/08: 84.47"),
         ),
         with_variant(
@@ -224,6 +296,7 @@ class GCViT(MethodAdapter):
             arch="gcvit_tiny2",
             weights_url=_HF.format("tiny2"),
             file_name="gcvit_1k_tiny2.pth.tar",
+            params_m=34.0,
             data_config={"crop_pct": 0.875},
             notes=_notes("83.7", "2023-02: 83.7", prefix=_BUILT.format("tiny2")),
         ),
@@ -233,6 +306,7 @@ class GCViT(MethodAdapter):
             arch="gcvit_small2",
             weights_url=_HF.format("small2"),
             file_name="gcvit_1k_small2.pth.tar",
+            params_m=67.8,
             data_config={"crop_pct": 0.875},
             notes=_notes("84.8", "2023-02: 84.7", prefix=_BUILT.format("small2")),
         ),
@@ -242,6 +316,7 @@ class GCViT(MethodAdapter):
             arch="gcvit_large",
             weights_url=_HF.format("large"),
             file_name="gcvit_1k_large.pth.tar",
+            params_m=200.5,
             notes=_notes("85.7", "2022-11: 84.63, 2023-01: 84.8, 2023-02: 85.6", prefix=_BUILT.format("large")),
         ),
     )
@@ -260,3 +335,6 @@ class GCViT(MethodAdapter):
         if not any(k.startswith(("levels.", "patch_embed.")) for k in sd):
             return sd, []  # already timm's layout (e.g. timm's own converted gcvit_*.in1k weights)
         return convert_nvlabs(sd)
+
+    def to_official(self, sd: dict[str, torch.Tensor], variant: Variant) -> dict[str, torch.Tensor]:
+        return to_nvlabs(sd)

@@ -10,10 +10,40 @@ checkpoint from ``main_pretrain.py`` (``util/misc.py::save_model``: ``{'model', 
 
 from __future__ import annotations
 
-from methods.base import MethodAdapter, Paper, Variant, with_variant
+import argparse
+
+from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 
 # MaskedAutoencoderViT parameters that belong to the pixel decoder, not the encoder (also used by SemMAE, PACMAC).
 MAE_DECODER_KEYS = ("mask_token", "decoder_*")
+# Their names in a state dict (decoder shown with one block; the released models have 8).
+MAE_DECODER = (
+    "mask_token",
+    "decoder_embed.weight",
+    "decoder_embed.bias",
+    "decoder_pos_embed",
+    *(
+        f"decoder_blocks.0.{m}.{p}"
+        for m in ("norm1", "attn.qkv", "attn.proj", "norm2", "mlp.fc1", "mlp.fc2")
+        for p in ("weight", "bias")
+    ),
+    "decoder_norm.weight",
+    "decoder_norm.bias",
+    "decoder_pred.weight",
+    "decoder_pred.bias",
+)
+# util/misc.py::save_model of main_pretrain.py (MAE, SemMAE, PACMAC): the whole MaskedAutoencoderViT + training state.
+MAE_TRAINING = OfficialLayout(
+    name="training",
+    key="model",
+    extra_weights=MAE_DECODER,
+    extras={
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.0, "weight_decay": 0.05, "params": []}]},
+        "epoch": 799,
+        "scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000},
+        "args": argparse.Namespace(model="mae_vit_base_patch16", mask_ratio=0.75, norm_pix_loss=True),
+    },
+)
 
 _URL = "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_{}.pth"
 _NOTE = "sha256 not published; the README lists md5 prefixes only ({})"
@@ -25,6 +55,8 @@ _VITB16 = Variant(
     license="CC-BY-NC-4.0",
     checkpoint_keys=("model",),
     drop=MAE_DECODER_KEYS,
+    official_layouts=(OfficialLayout(name="release", key="model"), MAE_TRAINING),
+    params_m=85.8,
     notes=_NOTE.format("8cad7c"),
 )
 
@@ -45,6 +77,7 @@ class MAE(MethodAdapter):
             arch="vit_large_patch16_224",
             weights_url=_URL.format("large"),
             file_name="mae_pretrain_vit_large.pth",
+            params_m=303.3,
             notes=_NOTE.format("b8b06e"),
         ),
         with_variant(
@@ -53,6 +86,7 @@ class MAE(MethodAdapter):
             arch="vit_huge_patch14_224",
             weights_url=_URL.format("huge"),
             file_name="mae_pretrain_vit_huge.pth",
+            params_m=630.8,
             notes=_NOTE.format("9bdbb0"),
         ),
     )

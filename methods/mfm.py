@@ -14,8 +14,25 @@ from __future__ import annotations
 
 import torch
 
-from methods.base import MethodAdapter, Paper, Variant, with_variant
+from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 from methods.errors import CheckpointError
+
+# utils.py::save_checkpoint; `model` is the whole MFM module: encoder.* and the 1x1-conv pixel decoder.
+_TRAINING = OfficialLayout(
+    name="training",
+    key="model",
+    prefix="encoder.",
+    extra_weights=("decoder.0.weight", "decoder.0.bias"),
+    extras={
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.0, "weight_decay": 0.05, "params": []}]},
+        "lr_scheduler": {"t_initial": 375300, "warmup_t": 25020},
+        "max_accuracy": 0.0,
+        "epoch": 299,
+        # A yacs CfgNode in the real file; a plain dict here (tests/methods/test_mfm.py pickles a real-shaped one).
+        "config": {"MODEL": {"TYPE": "vit", "NAME": "pretrain"}, "DATA": {"IMG_SIZE": 224}},
+        "amp": {"loss_scaler0": {"loss_scale": 65536.0, "unskipped": 1251}},
+    },
+)
 
 _VITB16 = Variant(
     name="vitb16",
@@ -25,6 +42,8 @@ _VITB16 = Variant(
     checkpoint_keys=("model",),
     strip_prefixes=("module.", "encoder."),
     drop=("decoder.*",),
+    official_layouts=(_TRAINING,),
+    params_m=85.8,
     notes="Google Drive only (no stable URL, no sha256); pass --weights PATH to the MFM ViT-B/16 300-epoch file",
 )
 
@@ -46,6 +65,7 @@ class MFM(MethodAdapter):
             arch="resnet50",
             model_kwargs={},
             dense_indices=(1, 2, 3, 4),
+            params_m=23.5,
             notes="Google Drive only (no stable URL, no sha256); MFM ResNet-50 300-epoch file",
         ),
     )
@@ -62,3 +82,15 @@ class MFM(MethodAdapter):
             q, v = sd.pop(q_key), sd.pop(v_key)
             sd[q_key.removesuffix("q_bias") + "qkv.bias"] = torch.cat([q, torch.zeros_like(q), v])
         return sd, [f"blocks.*.attn.q_bias/v_bias -> attn.qkv.bias = cat(q_bias, 0, v_bias) ({len(q_keys)} blocks)"]
+
+    def to_official(self, sd: dict[str, torch.Tensor], variant: Variant) -> dict[str, torch.Tensor]:
+        # BEiT attention has no key bias. Dropping it changes no output: q . b_k is the same for every key of a
+        # query, and softmax ignores a per-row constant.
+        out: dict[str, torch.Tensor] = {}
+        for key, t in sd.items():
+            if key.endswith("attn.qkv.bias"):
+                q, _, v = t.clone().chunk(3)
+                out[key.removesuffix("qkv.bias") + "q_bias"], out[key.removesuffix("qkv.bias") + "v_bias"] = q, v
+            else:
+                out[key] = t
+        return out

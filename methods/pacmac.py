@@ -11,7 +11,8 @@ reads ``checkpoint[--checkpoint_key]`` (``model`` by default, ``teacher`` for DI
 from __future__ import annotations
 
 from methods.base import MethodAdapter, Paper, Variant, with_variant
-from methods.mae import MAE_DECODER_KEYS
+from methods.dino import DINO_TRAINING
+from methods.mae import MAE_DECODER_KEYS, MAE_TRAINING
 
 _NOTE = "OfficeHome Clipart->Product in-domain {}; Google Drive only (no stable URL, no sha256): pass --weights PATH"
 _MAE = Variant(
@@ -21,6 +22,8 @@ _MAE = Variant(
     checkpoint_keys=("model",),
     strip_prefixes=("module.", "backbone."),
     drop=MAE_DECODER_KEYS,
+    official_layouts=(MAE_TRAINING,),
+    params_m=85.8,
     notes=_NOTE.format("MAE, 800 epochs"),
 )
 
@@ -40,6 +43,7 @@ class PACMAC(MethodAdapter):
             name="vitb16-dino",
             checkpoint_keys=("teacher",),
             drop=("head.*",),
+            official_layouts=(DINO_TRAINING,),
             notes=_NOTE.format("DINO, 200 epochs") + "; layout assumed from DINO's main_dino.py",
         ),
     )

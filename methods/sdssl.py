@@ -14,7 +14,36 @@ from __future__ import annotations
 
 import torch
 
-from methods.base import MethodAdapter, Paper, Variant
+from methods.base import MethodAdapter, OfficialLayout, Paper, Variant
+
+# What Lightning's Trainer writes next to `state_dict` (PLLearner's modules).
+_LIGHTNING = {
+    "epoch": 299,
+    "global_step": 375300,
+    "pytorch-lightning_version": "1.5.10",
+    "loops": {"fit_loop": {"state_dict": {}, "epoch_progress": {"total": {"ready": 300, "completed": 299}}}},
+    "callbacks": {"ModelCheckpoint": {"monitor": None, "best_model_path": ""}},
+    "optimizer_states": [{"state": {}, "param_groups": [{"lr": 0.0, "params": []}]}],
+    "lr_schedulers": [],
+}
+# The MLPs of byol_pytorch.NetWrapper; with st_inter the student has one projector (and predictor) per layer. A sample.
+_PROJECTORS = ("student.projector.0.net.0.weight", "student.projector.11.net.6.weight")
+_SD_MOCO = OfficialLayout(  # pl_train_moco.py / pl_train_byol.py: a momentum teacher next to the student
+    name="sd-moco",
+    key="state_dict",
+    prefix="teacher.net.",
+    extra_weights=(
+        *_PROJECTORS,
+        "student.predictor.0.net.0.weight",
+        "teacher.projector.net.0.weight",
+        "teacher.projector.net.1.running_mean",
+    ),
+    copies=((None, "student.net."),),
+    extras=_LIGHTNING,
+)
+_SD_SIMCLR = OfficialLayout(  # pl_train_simclr.py: no teacher
+    name="sd-simclr", key="state_dict", prefix="student.net.", extra_weights=_PROJECTORS, extras=_LIGHTNING
+)
 
 
 class SDSSL(MethodAdapter):
@@ -33,6 +62,8 @@ class SDSSL(MethodAdapter):
             released=False,
             checkpoint_keys=("state_dict",),
             drop=("student.*", "teacher.*"),  # the other branch, projectors and predictors
+            official_layouts=(_SD_MOCO, _SD_SIMCLR),
+            params_m=85.8,
             notes="no public weights; loads a Lightning checkpoint of pl_train_*.py (teacher.net.* = the momentum "
             "encoder, else student.net.* for SD-SimCLR); layout read from the code, not from a released file",
         ),

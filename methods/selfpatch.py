@@ -10,10 +10,13 @@ checkpoint: ``teacher`` holds ``backbone.*``, ``ca_head.*`` and two projection h
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 from torch import nn
 
-from methods.base import MethodAdapter, Paper, Variant
+from methods.base import MethodAdapter, OfficialLayout, Paper, Variant
+from methods.dino import DINO_HEAD, DINO_TRAINING
 
 
 class ClassAttentionBlock(nn.Module):
@@ -83,6 +86,20 @@ class SelfPatch(MethodAdapter):
             checkpoint_keys=("teacher",),
             strip_prefixes=("module.", "backbone."),
             drop=("c_head.*", "p_head.*"),  # image- and patch-level DINO projection heads
+            # DINO's save_dict; the teacher holds backbone.*, the class-attention ca_head.* and two DINOHeads.
+            official_layouts=(
+                OfficialLayout(
+                    name="training",
+                    key="teacher",
+                    extra_weights=tuple(k.replace("head.", p, 1) for p in ("c_head.", "p_head.") for k in DINO_HEAD),
+                    copies=(("student", "module."),),
+                    extras={
+                        **DINO_TRAINING.extras,
+                        "args": argparse.Namespace(arch="vit_small", k_num=4, out_dim=65536),
+                    },
+                ),
+            ),
+            params_m=25.2,
             notes="no CLS in the backbone: forward_global = ca_head (class attention); probes avg-pool patches",
         ),
     )
@@ -97,3 +114,10 @@ class SelfPatch(MethodAdapter):
             ("global_head." + k.removeprefix("ca_head.") if k.startswith("ca_head.") else k): v for k, v in sd.items()
         }
         return renamed, ["ca_head.* -> global_head.* (class-attention head used by forward_global)"]
+
+    def to_official(self, sd: dict[str, torch.Tensor], variant: Variant) -> dict[str, torch.Tensor]:
+        # The teacher is a MultiCropWrapper: the ViT under backbone., the class-attention head beside it as ca_head.
+        return {
+            ("ca_head." + k.removeprefix("global_head.") if k.startswith("global_head.") else "backbone." + k): v
+            for k, v in sd.items()
+        }

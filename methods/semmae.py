@@ -14,7 +14,7 @@ load and the load report says so; this is our reading, the Drive files were not 
 from __future__ import annotations
 
 from methods.base import MethodAdapter, Paper, Variant, with_variant
-from methods.mae import MAE_DECODER_KEYS
+from methods.mae import MAE_DECODER_KEYS, MAE_TRAINING
 
 _VITB16 = Variant(
     name="vitb16",
@@ -23,6 +23,8 @@ _VITB16 = Variant(
     checkpoint_keys=("model",),
     strip_prefixes=("module.",),
     drop=MAE_DECODER_KEYS,
+    official_layouts=(MAE_TRAINING,),  # MAE's save_model (the Drive files were not inspected)
+    params_m=85.8,
     notes="800-epoch pretrained file on Google Drive only (README md5 prefix 1482ae; no sha256); pass --weights PATH",
 )
 
@@ -42,6 +44,7 @@ class SemMAE(MethodAdapter):
             name="vitb8",
             arch="vit_base_patch8_224",
             model_kwargs={"img_size": 112},
+            params_m=85.4,
             notes="img_size=112 as SemMAE defines ViT-B/8; 800-epoch pretrained file on Google Drive only "
             "(README md5 prefix 322b6a; no sha256); pass --weights PATH",
         ),

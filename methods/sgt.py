@@ -12,8 +12,10 @@ spectral-residual saliency map from the input, so masking is active. Checkpoints
 
 from __future__ import annotations
 
+import argparse
+
 import methods.archs.sgt  # noqa: F401  (registers sgt_vit_small_patch16_224 with timm)
-from methods.base import MethodAdapter, Paper, Variant, with_variant
+from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 
 _NOTES = (
     "no public code or weights; architecture assumed from the abstract + the authors' EG-ViT code (ViT-S/16, "
@@ -27,6 +29,22 @@ _VITS16 = Variant(
     checkpoint_keys=("model", "state_dict"),
     strip_prefixes=("module.",),
     drop=("head.*",),
+    # EG-ViT's main_siim.py: the DDP model (module.*, task classifier included) and training state.
+    official_layouts=(
+        OfficialLayout(
+            name="eg-vit",
+            key="model",
+            prefix="module.",
+            extra_weights=("module.head.weight", "module.head.bias"),
+            extras={
+                "args": argparse.Namespace(res_layer=11, gaze_mask_num=64),
+                "optimizer": {"state": {}, "param_groups": [{"lr": 0.0, "params": []}]},
+                "lr_scheduler": {"last_epoch": 5},
+                "epoch": 5,
+            },
+        ),
+    ),
+    params_m=21.7,
     data_config={"mean": (0.5, 0.5, 0.5), "std": (0.3, 0.3, 0.3), "interpolation": "bilinear", "crop_pct": 1.0},
     released=False,
     notes=_NOTES + "; no saliency map through the Encoder API, so all patches are kept (a plain ViT-S/16)",

@@ -11,16 +11,35 @@ token, i.e. the input of ``head`` (the ``0.5 * max(aux_head)`` term of the offic
 
 from __future__ import annotations
 
+import argparse
+
 import torch
 
 import methods.archs.spvit as arch  # registers the timm names
-from methods.base import MethodAdapter, Paper, Variant, with_variant
+from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 from methods.errors import CheckpointError
 
 _NOTES = (
     "weights: GitHub release assets (github.com/ZhouYuxuanYX/SP-ViT/releases/tag/download), file names not "
     "recorded here, so pass --weights PATH; forward_global = normalised CLS token (input of `head`); blocks "
     "before local_up_to_layer carry no CLS token, so per-block probes there see the learned cls_token"
+)
+
+# timm's CheckpointSaver in the TokenLabeling train script (--model-ema); our names are the official ones.
+_TRAIN_PY = OfficialLayout(
+    name="train.py",
+    key="state_dict_ema",
+    extra_weights=("head.weight", "head.bias", "aux_head.weight", "aux_head.bias"),
+    copies=(("state_dict", ""),),
+    extras={
+        "epoch": 299,
+        "arch": "lvvit_s",
+        "optimizer": {"state": {}, "param_groups": [{"lr": 0.0, "weight_decay": 0.05, "params": []}]},
+        "version": 2,
+        "args": argparse.Namespace(model="lvvit_s", local_up_to_layer=14, model_ema=True),
+        "amp_scaler": {"scale": 65536.0, "growth_factor": 2.0, "backoff_factor": 0.5, "growth_interval": 2000},
+        "metric": 83.9,
+    },
 )
 
 _S = Variant(
@@ -31,6 +50,8 @@ _S = Variant(
     strip_prefixes=("module.",),
     drop=("head.*", "aux_head.*"),
     data_config={"crop_pct": 0.9},
+    official_layouts=(_TRAIN_PY,),
+    params_m=25.5,
     notes=_NOTES,
 )
 
@@ -56,12 +77,13 @@ class SPViT(MethodAdapter):
     )
     variants = (
         _S,
-        with_variant(_S, name="m", arch="spvit_m", data_config={"crop_pct": 1.0}),
+        with_variant(_S, name="m", arch="spvit_m", data_config={"crop_pct": 1.0}, params_m=54.9),
         with_variant(
             _S,
             name="l",
             arch="spvit_l",
             data_config={"crop_pct": 1.0},
+            params_m=148.7,
             notes=_NOTES + "; the paper's L (SP-SA in blocks 0-21); a file without SP-SA keys needs l-public",
         ),
         with_variant(
@@ -69,6 +91,7 @@ class SPViT(MethodAdapter):
             name="l-public",
             arch="spvit_l_public",
             data_config={"crop_pct": 1.0},
+            params_m=148.7,
             notes=_NOTES + "; the graph the public code's lvvit_l builds: no SP-SA layer (its `order` path "
             "ignores use_psa), CLS joins at block 22",
         ),

@@ -11,7 +11,7 @@ pre-quantisation encoder output ``z_e`` (no CLS token). ``forward_dense`` maps g
 from __future__ import annotations
 
 import methods.archs.vit_vqgan  # noqa: F401  (registers vit_vqgan_*_patch8_256 with timm)
-from methods.base import MethodAdapter, Paper, Variant, with_variant
+from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 
 _NOTES = (
     "no public code or weights; sizes from the paper's Table 1, block details / learned pos_embed / [-1, 1] "
@@ -25,6 +25,16 @@ _SMALL = Variant(
     checkpoint_keys=("state_dict", "model"),
     strip_prefixes=("module.",),
     drop=("decoder.*",),
+    # The arch module's own state_dict() (no official layout exists); a full autoencoder's file adds its decoder.
+    official_layouts=(
+        OfficialLayout(
+            name="autoencoder",
+            key="state_dict",
+            extra_weights=("decoder.blocks.0.mlp.fc1.weight",),
+            extras={"epoch": 3},
+        ),
+    ),
+    params_m=28.2,
     data_config={"mean": (0.5, 0.5, 0.5), "std": (0.5, 0.5, 0.5), "crop_pct": 1.0},  # [-1, 1] inputs (assumed)
     released=False,
     notes=_NOTES + "; the Small encoder is Parti's tokenizer encoder (8 blocks, 512-d)",
@@ -48,6 +58,7 @@ class ViTVQGAN(MethodAdapter):
             _SMALL,
             name="base",
             arch="vit_vqgan_base_patch8_256",
+            params_m=91.0,
             notes=_NOTES + "; the Base encoder (12 blocks, 768-d)",
         ),
     )

@@ -1,5 +1,9 @@
 """Reference ViTs written from the authors' code (not timm), and the pieces of their official checkpoint layouts.
 
+:func:`official_file` writes any variant's *declared* layout (:class:`methods.base.OfficialLayout`); the contract test
+round-trips it for every variant, and :func:`assert_declared_layout` lets a per-method test check that the declaration
+matches the file it builds by hand from the authors' code.
+
 A parity test builds a reference here, saves it exactly as the method's training script saves it (wrappers,
 prefixes, extra heads, optimizer entries, pickled configs), loads the file through ``build_encoder`` and compares
 features. The reference computes attention by hand from its own parameters, so a lost bias, a wrong head count or a
@@ -24,6 +28,7 @@ from torch import nn
 from torch.nn import functional as F
 
 from methods import Encoder, get_adapter
+from methods.base import MethodAdapter, OfficialLayout, Variant
 
 # The size a ViT-B-only method is parity-tested at: 2x2 tokens of 16 px, 4 blocks of width 64.
 TINY: dict[str, Any] = {"embed_dim": 64, "depth": 4, "num_heads": 4, "img_size": 32}
@@ -255,3 +260,42 @@ def namespace(**kwargs: Any) -> argparse.Namespace:
 def save(obj: Any, path: Path) -> Path:
     torch.save(obj, path)
     return path
+
+
+# ------------------------------------------------------------------------------------------------ declared layouts
+def official_file(
+    adapter: MethodAdapter, variant: Variant, layout: OfficialLayout, sd: dict[str, torch.Tensor]
+) -> dict[str, Any]:
+    """What the authors' code saves for a model whose weights, in our names, are ``sd``, following ``layout``.
+
+    Other copies of the network hold ``weights + 1`` (a loader that picks the wrong one gives other features); extra
+    weights hold placeholders, since the loader must drop them unread.
+    """
+    official = adapter.to_official(dict(sd), variant)
+    entry = {layout.prefix + k: v for k, v in official.items()}
+    entry |= {name: torch.zeros(2) for name in layout.extra_weights}
+    others: dict[str, dict[str, torch.Tensor]] = {}
+    for where, prefix in layout.copies:
+        assert where is None or where != layout.key, f"{layout.name}: a copy cannot replace the weights' entry"
+        copy = {prefix + k: (v + 1 if v.is_floating_point() else v) for k, v in official.items()}
+        (entry if where is None else others.setdefault(where, {})).update(copy)
+    if layout.key is None:
+        assert not others and not layout.extras, f"{layout.name}: a flat file has no other top-level entries"
+        return entry
+    return {layout.key: entry, **others, **layout.extras}
+
+
+def assert_declared_layout(method: str, variant: str, layout: str, handmade: dict[str, Any]) -> None:
+    """``method:variant``'s declared ``layout`` writes the top-level entries of ``handmade`` (a file a test builds
+    from the authors' code) and only weight names that ``handmade``'s weight entry has (declared extra weights may be
+    a sample of the real ones). Call it under the same :func:`shrink` as the file, so block counts agree."""
+    adapter = get_adapter(method)
+    v = adapter.variant(variant)
+    lay = next(x for x in v.official_layouts if x.name == layout)
+    enc = adapter.build(variant, weights="random")
+    declared = official_file(adapter, v, lay, {k.removeprefix("model."): t for k, t in enc.state_dict().items()})
+    if lay.key is None:
+        declared, handmade = {None: declared}, {None: handmade}
+    assert set(handmade) <= set(declared), f"entries the declaration lacks: {sorted(set(handmade) - set(declared))}"
+    missing = sorted(set(declared[lay.key]) - set(handmade[lay.key]))
+    assert not missing, f"declared names the hand-made file does not have: {missing[:8]}"

@@ -1,35 +1,57 @@
 """The encoder contract, run over every registered adapter and variant: adding a method adds its tests.
 
-Variants over 200M parameters (counted on the meta device, so collection stays cheap) are marked ``slow``.
+Three parametrised tests cover each variant: the :class:`Encoder` contract at the variant's real size, the round trip
+through a synthetic checkpoint in each of its *declared* official layouts (``Variant.official_layouts``), and the
+truth of its declared size (``Variant.params_m``). A variant that declares no layout gets a failing round-trip case, so
+a new method cannot skip its parity test.
+
+Collection builds nothing. Variants over :data:`SLOW_PARAMS_M` million parameters are marked ``slow`` from the count
+each variant declares (``params_m``), not from a model built at import: building all 40 on the meta device took 10-50 s
+of every collection. :func:`test_declared_size` keeps the declarations honest; it runs in the slow lane because it
+builds every variant (on the meta device, ~0.3 s each).
 """
 
 from __future__ import annotations
 
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
 import pytest
 import torch
 
-from methods import get_adapter, list_methods
-from methods.base import Encoder
+from methods import build_encoder, get_adapter, list_methods
+from methods.base import Encoder, MethodAdapter, Variant
+from methods.weights import strip_prefixes
+from tests.methods._official import official_file, shrink
+
+SLOW_PARAMS_M = 200.0
 
 
-def _cases() -> list:
+def _variants() -> list[tuple[str, Variant]]:
+    """Every registered (method, variant); reads the adapters' class data only (no model is built)."""
+    return [(name, v) for name in list_methods() for v in get_adapter(name).variants]
+
+
+def _marks(v: Variant) -> list[pytest.MarkDecorator]:
+    return [pytest.mark.slow] if (v.params_m or 0.0) > SLOW_PARAMS_M else []
+
+
+def _layout_cases(variants: list[tuple[str, Variant]]) -> list:
+    """One case per declared layout of each variant; ``layout=None`` for a variant that declares none (it fails)."""
     cases = []
-    for name in list_methods():
-        adapter = get_adapter(name)
-        for v in adapter.variants:
-            marks = []
-            try:
-                with torch.device("meta"):
-                    n_params = sum(p.numel() for p in adapter.create_model(v).parameters())
-            except Exception:  # an arch that cannot build on meta is built for real in the test
-                n_params = 0
-            if n_params > 200e6:
-                marks.append(pytest.mark.slow)
-            cases.append(pytest.param(name, v.name, id=f"{name}:{v.name}", marks=marks))
+    for name, v in variants:
+        for layout in v.official_layouts or (None,):
+            tag = layout.name if layout is not None else "undeclared"
+            cases.append(
+                pytest.param(name, v.name, layout and layout.name, id=f"{name}:{v.name}[{tag}]", marks=_marks(v))
+            )
     return cases
 
 
-CASES = _cases()
+CASES = [pytest.param(name, v.name, id=f"{name}:{v.name}", marks=_marks(v)) for name, v in _variants()]
+LAYOUT_CASES = _layout_cases(_variants())
 
 
 def _input(enc: Encoder) -> torch.Tensor:
@@ -79,6 +101,136 @@ def test_adapter_metadata(method: str, variant: str) -> None:
         assert v.weights_url.startswith(("https://", "hf-hub:"))
     if v.sha256 is not None:
         assert len(v.sha256) == 64
+
+
+# ------------------------------------------------------------------------------------------------ declared sizes
+@pytest.mark.slow
+@pytest.mark.parametrize(("method", "variant"), CASES)
+def test_declared_size(method: str, variant: str) -> None:
+    """``params_m`` (what marks a variant slow) is the built encoder's parameter count, global head included."""
+    adapter = get_adapter(method)
+    v = adapter.variant(variant)
+    assert v.params_m is not None, f"declare params_m for {method}:{variant} (its parameter count in millions)"
+    with torch.device("meta"):
+        model = adapter.create_model(v)
+        head = adapter.create_global_head(v, model)
+    n = sum(p.numel() for p in model.parameters()) + sum(p.numel() for p in (head.parameters() if head else ()))
+    assert round(n / 1e6, 1) == v.params_m, f"{method}:{variant} has {n / 1e6:.1f} M parameters"
+
+
+# ------------------------------------------------------------------------------------------------ official layouts
+@pytest.fixture
+def one_thread() -> Iterator[None]:
+    """Small batches of small maps: on shared cores, intra-op threads cost more in synchronisation than they save."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _round_trip_size(arch: str) -> dict[str, Any]:
+    """Model arguments that make a variant cheap to round-trip without changing its key layout: fewer blocks of the
+    same width, heads and patch size (every block has the same names), or GC ViT at 64 px (windows 2/2/4/2: same
+    names, smaller position-bias tables; timm's gcvit builders take no ``depths``). CLIP's ResNets run as they are."""
+    if arch.startswith("gcvit_"):
+        return {"img_size": 64}
+    if arch.startswith("spvit_"):  # SP-SA in block 0-1, the CLS joins at block 2: both kinds of block stay
+        return {"depth": 3, "local_up_to_layer": 2}
+    if re.match(r"(vit|deit|sgt_vit)_", arch):  # timm ViTs, SGT, ViT-VQGAN
+        return {"depth": 2}
+    if arch == "resnet50":
+        return {"layers": (1, 1, 1, 1)}
+    return {}
+
+
+def _round_trip_input(enc: Encoder) -> torch.Tensor:
+    """``[2, C, H, W]``, small: ViTs at 4 x 4 patches, hierarchical models at 2 x 2 cells of their coarsest stride
+    (64 px: GC ViT's img_size above)."""
+    if enc.spec.family == "vit":
+        return _input(enc)
+    side = 2 * enc.spec.size_divisor
+    return torch.randn(2, enc.spec.in_chans, side, side)
+
+
+def _perturb(enc: Encoder) -> None:
+    """Random values in every parameter (timm initialises biases to 0 and norm scales to 1, which would hide a
+    swapped or lost bias or norm)."""
+    gen = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for p in enc.parameters():
+            p.add_(torch.randn(p.shape, generator=gen) * (0.02 if p.ndim > 1 else 0.1))
+
+
+def _assert_same_features(got: Encoder, want: Encoder, x: torch.Tensor) -> None:
+    with torch.no_grad():
+        torch.testing.assert_close(got.forward_global(x), want.forward_global(x), atol=1e-4, rtol=0)
+        for a, b in zip(got.forward_dense(x), want.forward_dense(x), strict=True):
+            torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+
+
+def _check_round_trip(method: str, variant: str, layout: str | None, tmp_path: Path) -> None:
+    """Write ``method:variant``'s weights in its declared ``layout`` and load them back through build_encoder."""
+    adapter: MethodAdapter = get_adapter(method)
+    if layout is None:
+        pytest.fail(
+            f"declare official_layouts for {method}:{variant}: how the authors' checkpoint file holds its weights "
+            "(methods.base.OfficialLayout), and override to_official if the adapter overrides convert"
+        )
+    v = adapter.variant(variant)
+    (lay,) = [x for x in v.official_layouts if x.name == layout]  # names tell a variant's layouts apart
+    enc = build_encoder(method, variant, weights="random", seed=0)
+    _perturb(enc)
+    sd = {k.removeprefix("model."): t for k, t in enc.state_dict().items()}  # what load_weights consumes
+    path = tmp_path / "official.pth"
+    torch.save(official_file(adapter, v, lay, sd), path)
+
+    loaded = build_encoder(method, variant, weights=path)
+    x = _round_trip_input(enc)
+    _assert_same_features(loaded, enc, x)
+
+    # Every tensor of the file's weight entry is accounted for: each of ours is loaded, the rest reported dropped.
+    rep = loaded.identity.load_report
+    official = adapter.to_official(dict(sd), v)
+    # Names only the authors' layout has, which loading must drop (GC ViT's index buffers).
+    left_over = set(adapter.convert(strip_prefixes(official, v.strip_prefixes)[0], v)[0]) - set(sd)
+    copies_inside = sum(where is None for where, _ in lay.copies)
+    assert rep.checkpoint_key == lay.key
+    assert rep.matched == len(sd) and rep.missing_allowed == []
+    assert not set(rep.dropped) & set(sd), "a weight of the encoder was dropped instead of loaded"
+    assert len(rep.dropped) == len(lay.extra_weights) + copies_inside * len(official) + len(left_over)
+    if set(official) != set(sd):
+        assert rep.converted, "to_official renamed keys, yet loading reports no conversion"
+
+    if lay.key is None:  # a flat layout can also come as .safetensors
+        from safetensors.torch import save_file
+
+        flat = path.with_suffix(".safetensors")
+        save_file({k: t.contiguous() for k, t in official_file(adapter, v, lay, sd).items()}, str(flat))
+        _assert_same_features(build_encoder(method, variant, weights=flat), enc, x)
+
+
+@pytest.mark.parametrize(("method", "variant", "layout"), LAYOUT_CASES)
+@pytest.mark.usefixtures("one_thread")
+def test_official_layout_round_trip(
+    method: str, variant: str, layout: str | None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """Random weights -> the authors' file layout -> ``build_encoder`` gives the same features (1e-4)."""
+    v = get_adapter(method).variant(variant)
+    shrink(monkeypatch, method, variant, **_round_trip_size(v.arch))
+    _check_round_trip(method, variant, layout, tmp_path)
+
+
+def test_a_variant_without_layout_fails_the_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """Adding a variant without ``official_layouts`` adds a failing case that says what to declare."""
+    from dataclasses import replace
+
+    dino = type(get_adapter("dino"))
+    bare = replace(dino.variants[0], name="new", official_layouts=())
+    cases = _layout_cases([("dino", bare)])
+    assert [c.id for c in cases] == ["dino:new[undeclared]"] and cases[0].values == ("dino", "new", None)
+    monkeypatch.setattr(dino, "variants", (*dino.variants, bare))
+    with pytest.raises(pytest.fail.Exception, match=r"declare official_layouts for dino:new"):
+        _check_round_trip("dino", "new", None, tmp_path)
 
 
 def test_registry_rejects_duplicates_and_suggests() -> None:

@@ -9,7 +9,7 @@ import torch
 from timm.scheduler import CosineLRScheduler
 
 from methods import CheckpointError, build_encoder, get_adapter
-from tests.methods._official import SCALER, TINY, RefViT, assert_parity, namespace, save, shrink
+from tests.methods._official import SCALER, TINY, RefViT, assert_declared_layout, assert_parity, namespace, save, shrink
 
 X = torch.randn(2, 3, 32, 32)
 
@@ -38,13 +38,11 @@ def test_deits16_release_6_heads(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     assert_parity(build_encoder("deit:deits16", weights=path), ref, X)
 
 
-def test_training_checkpoint_loads_model_not_ema(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _training_checkpoint(ref: RefViT, ema: RefViT) -> dict:
     """main.py: {'model', 'optimizer', 'lr_scheduler', 'epoch', 'model_ema', 'scaler', 'args'}."""
-    shrink(monkeypatch, "deit", "deitb16", **TINY)
-    ref, ema = RefViT(seed=3), RefViT(seed=4)
     opt = torch.optim.AdamW(ref.parameters(), lr=5e-4)
     sched = CosineLRScheduler(opt, t_initial=300, lr_min=1e-5, warmup_t=5, warmup_lr_init=1e-6)
-    ckpt = {
+    return {
         "model": _with_head(ref, 64),
         "optimizer": opt.state_dict(),
         "lr_scheduler": sched.state_dict(),
@@ -53,8 +51,22 @@ def test_training_checkpoint_loads_model_not_ema(monkeypatch: pytest.MonkeyPatch
         "scaler": SCALER,
         "args": namespace(model="deit_base_patch16_224", input_size=224, smoothing=0.1),
     }
+
+
+def test_training_checkpoint_loads_model_not_ema(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """main.py: {'model', 'optimizer', 'lr_scheduler', 'epoch', 'model_ema', 'scaler', 'args'}."""
+    shrink(monkeypatch, "deit", "deitb16", **TINY)
+    ref, ema = RefViT(seed=3), RefViT(seed=4)
+    ckpt = _training_checkpoint(ref, ema)
     enc = build_encoder("deit:deitb16", weights=save(ckpt, tmp_path / "checkpoint.pth"))
     assert_parity(enc, ref, X)
+
+
+def test_declared_layouts_match_the_files_above(monkeypatch: pytest.MonkeyPatch) -> None:
+    shrink(monkeypatch, "deit", "deitb16", **TINY)
+    ref = RefViT(seed=3)
+    assert_declared_layout("deit", "deitb16", "release", {"model": _with_head(ref, 64)})
+    assert_declared_layout("deit", "deitb16", "training", _training_checkpoint(ref, RefViT(seed=4)))
 
 
 def test_wrong_variant_names_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -13,7 +13,17 @@ import torch
 
 from methods import CheckpointError, build_encoder
 from methods.dino_mm import BANDS
-from tests.methods._official import RefViT, assert_parity, dino_head, namespace, optimizer_state, prefixed, save, shrink
+from tests.methods._official import (
+    RefViT,
+    assert_declared_layout,
+    assert_parity,
+    dino_head,
+    namespace,
+    optimizer_state,
+    prefixed,
+    save,
+    shrink,
+)
 
 
 def _reference() -> RefViT:
@@ -49,6 +59,11 @@ def test_b14_checkpoint_at_112_px(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
         "pos_embed [1, 785, 384] -> [1, 197, 384] (DINO bicubic interpolation for 112 px, no antialias)"
     ]
     assert sorted(rep.dropped) == sorted(prefixed("head.", dino_head(384)))
+
+
+def test_declared_layout_matches_the_file_above(monkeypatch: pytest.MonkeyPatch) -> None:
+    shrink(monkeypatch, "dino-mm", "vits8", depth=2)
+    assert_declared_layout("dino-mm", "vits8", "training", _full_checkpoint(_reference()))
 
 
 def test_input_contract() -> None:

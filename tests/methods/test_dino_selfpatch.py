@@ -10,6 +10,7 @@ import timm
 import torch
 
 from methods import CheckpointError, build_encoder
+from tests.methods._official import assert_declared_layout
 
 X = torch.randn(2, 3, 64, 64)
 
@@ -51,12 +52,12 @@ def test_dino_backbone_only_file(tmp_path: Path) -> None:
     assert len(enc.identity.weights_sha256) == 64
 
 
-def test_dino_full_checkpoint_with_namespace(tmp_path: Path) -> None:
-    ref = _dino_reference()
+def _dino_full_checkpoint(ref: torch.nn.Module) -> dict:
+    """main_dino.py's save_dict (without --use_fp16's fp16_scaler)."""
     teacher = {f"backbone.{k}": v for k, v in ref.state_dict().items()} | _dino_head("head.")
     student = {f"module.{k}": v + 1 for k, v in teacher.items()}  # DDP-wrapped; must NOT be the one loaded
     args = argparse.Namespace(arch="vit_small", patch_size=16, out_dim=65536, output_dir=Path("/ckpt"), lr=5e-4)
-    ckpt = {
+    return {
         "student": student,
         "teacher": teacher,
         "optimizer": {"state": {}, "param_groups": [{"lr": 0.1}]},
@@ -64,6 +65,11 @@ def test_dino_full_checkpoint_with_namespace(tmp_path: Path) -> None:
         "args": args,
         "dino_loss": {"center": torch.zeros(1, 65536)},
     }
+
+
+def test_dino_full_checkpoint_with_namespace(tmp_path: Path) -> None:
+    ref = _dino_reference()
+    ckpt = _dino_full_checkpoint(ref)
     path = tmp_path / "dino_deitsmall16_full_checkpoint.pth"
     torch.save(ckpt, path)
     enc = build_encoder("dino:vits16", weights=path)
@@ -73,6 +79,14 @@ def test_dino_full_checkpoint_with_namespace(tmp_path: Path) -> None:
     assert rep.checkpoint_key == "teacher"
     assert rep.stripped_prefixes == ["backbone."]
     assert sorted(rep.dropped) == sorted(k.removeprefix("backbone.") for k in _dino_head("head."))
+
+
+def test_declared_layouts_match_the_files_above() -> None:
+    """dino:vits16 declares the backbone file and the full checkpoint these tests build by hand."""
+    ref = _dino_reference()
+    assert_declared_layout("dino", "vits16", "backbone", dict(ref.state_dict()))
+    assert_declared_layout("dino", "vits16", "training", _dino_full_checkpoint(ref))
+    assert_declared_layout("selfpatch", "vits16", "training", _selfpatch_checkpoint()[2])
 
 
 def test_dino_first_release_without_prefixes(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from methods import CheckpointError, build_encoder
+from methods import CheckpointError, build_encoder, get_adapter
+from tests.methods._official import assert_declared_layout
 
 X = torch.randn(2, 3, 64, 64)  # stages at strides 4..32: 16, 8, 4, 2
 TEXT_KEYS = [
@@ -238,6 +239,17 @@ def test_visual_tower_only_converts_like_the_full_model() -> None:
     assert sorted(alone) == sorted(k for k in full if k.startswith(("stem.", "stages.", "head.")))
     assert all(torch.equal(alone[k], full[k]) for k in alone)
     assert lines == [f"<visual tower> ModifiedResNet -> timm resnet50_clip ({len(alone)} keys, float32/int64)"]
+
+
+def test_declared_layout_is_the_clip_state_dict() -> None:
+    """DualCoOp.to_official inverts convert tensor for tensor, and the declared layout has the CLIP file's names."""
+    ref, adapter = _rn50(), get_adapter("dualcoop")
+    variant = adapter.variant("rn50")
+    timm_sd, _ = adapter.convert(dict(ref.state_dict()), variant)
+    back = adapter.to_official(timm_sd, variant)
+    assert sorted(back) == sorted(ref.state_dict())
+    assert all(torch.equal(back[k], v) for k, v in ref.state_dict().items())
+    assert_declared_layout("dualcoop", "rn50", "clip-state-dict", _clip_state_dict(ref))
 
 
 def test_wrong_architecture_names_the_keys(tmp_path: Path) -> None:

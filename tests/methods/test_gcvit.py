@@ -22,7 +22,8 @@ import pytest
 import timm
 import torch
 
-from methods import CheckpointError, build_encoder
+from methods import CheckpointError, build_encoder, get_adapter
+from tests.methods._official import assert_declared_layout
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "gcvit_nvlabs_keys.json").read_text())
 X = torch.randn(1, 3, 224, 224)  # the released models' windows (7/7/14/7) and global-query pools fix 224 px
@@ -191,6 +192,20 @@ def test_train_py_checkpoint_round_trip(tmp_path: Path) -> None:
         "levels.i.q_global_gen.to_q_global.k -> stages.i.global_block.blocks.conv(k+1) (28 keys)",
         "norm -> stages.3.norm (2 keys)",
     ]
+
+
+@pytest.mark.parametrize("kwargs", [{}, {"layer_scale": 1e-5, "img_size": 64}], ids=["xxtiny", "layer-scale"])
+def test_declared_layout_is_the_nvlabs_layout(kwargs: dict) -> None:
+    """GCViT.to_official (the inverse table the contract test writes files with) gives exactly what ``_to_nvlabs``,
+    written from NVlabs' module tree, gives; and the declared train.py layout has the file's entries."""
+    ref = _reference(**kwargs)
+    adapter = get_adapter("gcvit")
+    ours = adapter.to_official(dict(ref.state_dict()), adapter.variant("xxtiny"))
+    theirs = {k: v for k, v in _to_nvlabs(ref).items() if not k.startswith("head.")}
+    assert sorted(ours) == sorted(theirs)
+    assert all(ours[k].dtype == theirs[k].dtype and torch.equal(ours[k], theirs[k]) for k in ours)
+    if not kwargs:
+        assert_declared_layout("gcvit", "xxtiny", "train.py", _train_py_checkpoint(_to_nvlabs(ref)))
 
 
 def test_layer_scale_round_trip_is_exact(tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from tests.methods._official import (
     SCALER,
     TINY,
     RefViT,
+    assert_declared_layout,
     assert_parity,
     dino_head,
     namespace,
@@ -52,12 +53,9 @@ def test_student_backbone_file_drops_masked_embed(monkeypatch: pytest.MonkeyPatc
     assert enc.identity.load_report.dropped == ["masked_embed"]
 
 
-def test_full_checkpoint_loads_the_teacher(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """main_ibot.py: teacher = MultiCropWrapper (backbone.*, head.*), student = DDP(MultiCropWrapper)."""
-    shrink(monkeypatch, "ibot", "vitb16", **TINY)
-    teacher, student = RefViT(seed=3), RefViT(seed=4)
-    head = _ibot_head(64)
-    ckpt = {
+def _full_checkpoint(teacher: RefViT, student: RefViT, head: dict[str, torch.Tensor]) -> dict:
+    """main_ibot.py's save_dict."""
+    return {
         "student": prefixed("module.backbone.", student.state_dict() | {"masked_embed": torch.randn(1, 64)})
         | prefixed("module.head.", head),
         "teacher": prefixed("backbone.", teacher.state_dict()) | prefixed("head.", head),
@@ -67,11 +65,26 @@ def test_full_checkpoint_loads_the_teacher(monkeypatch: pytest.MonkeyPatch, tmp_
         "args": namespace(arch="vit_base", patch_size=16, out_dim=8192, patch_out_dim=8192, pred_ratio=0.3),
         "ibot_loss": {"center": torch.zeros(1, 48), "center2": torch.zeros(1, 1, 40)},
     }
+
+
+def test_full_checkpoint_loads_the_teacher(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """main_ibot.py: teacher = MultiCropWrapper (backbone.*, head.*), student = DDP(MultiCropWrapper)."""
+    shrink(monkeypatch, "ibot", "vitb16", **TINY)
+    teacher, student = RefViT(seed=3), RefViT(seed=4)
+    head = _ibot_head(64)
+    ckpt = _full_checkpoint(teacher, student, head)
     enc = build_encoder("ibot:vitb16", weights=save(ckpt, tmp_path / "checkpoint.pth"))
     assert_parity(enc, teacher, X)
     rep = enc.identity.load_report
     assert rep.checkpoint_key == "teacher" and rep.stripped_prefixes == ["backbone."]
     assert sorted(rep.dropped) == sorted(prefixed("head.", head))
+
+
+def test_declared_layouts_match_the_files_above(monkeypatch: pytest.MonkeyPatch) -> None:
+    shrink(monkeypatch, "ibot", "vitb16", **TINY)
+    teacher = RefViT(seed=3)
+    assert_declared_layout("ibot", "vitb16", "backbone", {"state_dict": teacher.state_dict()})
+    assert_declared_layout("ibot", "vitb16", "training", _full_checkpoint(teacher, RefViT(seed=4), _ibot_head(64)))
 
 
 def test_a_moco_checkpoint_is_refused_naming_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

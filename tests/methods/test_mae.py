@@ -12,6 +12,7 @@ from tests.methods._official import (
     SCALER,
     TINY,
     RefViT,
+    assert_declared_layout,
     assert_parity,
     mae_decoder,
     namespace,
@@ -39,20 +40,30 @@ def test_released_encoder_file(ref: RefViT, tmp_path: Path) -> None:
     assert rep.dropped == [] and rep.matched == len(ref.state_dict())
 
 
-def test_training_checkpoint_drops_the_decoder(ref: RefViT, tmp_path: Path) -> None:
+def _training_checkpoint(ref: RefViT, decoder: dict[str, torch.Tensor]) -> dict:
     """main_pretrain.py -> util/misc.py::save_model: the whole MaskedAutoencoderViT plus optimizer/scaler/args."""
-    decoder = mae_decoder(64, grid=2, patch=16)
-    ckpt = {
+    return {
         "model": {**ref.state_dict(), **decoder},
         "optimizer": optimizer_state(ref),
         "epoch": 799,
         "scaler": SCALER,
         "args": namespace(model="mae_vit_base_patch16", mask_ratio=0.75, norm_pix_loss=True),
     }
+
+
+def test_training_checkpoint_drops_the_decoder(ref: RefViT, tmp_path: Path) -> None:
+    """main_pretrain.py -> util/misc.py::save_model: the whole MaskedAutoencoderViT plus optimizer/scaler/args."""
+    decoder = mae_decoder(64, grid=2, patch=16)
+    ckpt = _training_checkpoint(ref, decoder)
     enc = build_encoder("mae:vitb16", weights=save(ckpt, tmp_path / "checkpoint-799.pth"))
     assert_parity(enc, ref, X)
     assert sorted(enc.identity.load_report.dropped) == sorted(decoder)
     assert "mask_token" in decoder and "decoder_pred.weight" in decoder
+
+
+def test_declared_layouts_match_the_files_above(ref: RefViT) -> None:
+    assert_declared_layout("mae", "vitb16", "release", {"model": ref.state_dict()})
+    assert_declared_layout("mae", "vitb16", "training", _training_checkpoint(ref, mae_decoder(64, grid=2, patch=16)))
 
 
 def test_wrong_size_is_refused_naming_keys(ref: RefViT, tmp_path: Path) -> None:

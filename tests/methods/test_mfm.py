@@ -21,7 +21,16 @@ from torch import nn
 from methods import CheckpointError, build_encoder
 from methods.safe_pickle import ConfigNode
 from methods.weights import read_checkpoint
-from tests.methods._official import TINY, RefViT, assert_parity, optimizer_state, prefixed, save, shrink
+from tests.methods._official import (
+    TINY,
+    RefViT,
+    assert_declared_layout,
+    assert_parity,
+    optimizer_state,
+    prefixed,
+    save,
+    shrink,
+)
 
 
 class CfgNode(dict):
@@ -132,6 +141,15 @@ def test_vitb16_checkpoint_fuses_q_and_v_biases(
     assert rep.dropped == ["decoder.0.bias", "decoder.0.weight"]
     assert rep.converted == ["blocks.*.attn.q_bias/v_bias -> attn.qkv.bias = cat(q_bias, 0, v_bias) (4 blocks)"]
     assert enc.spec.global_pool == "avg"
+
+
+def test_declared_layout_matches_the_file_above(
+    yacs_names: None, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """The declared layout writes q_bias/v_bias (MFM.to_official) under ``encoder.`` with the decoder beside them."""
+    shrink(monkeypatch, "mfm", "vitb16", **TINY)
+    path = _save_checkpoint(_mfm(RefViT(beit_bias=True), 64, 16), _config("vit"), tmp_path / "ckpt_epoch_299.pth")
+    assert_declared_layout("mfm", "vitb16", "training", read_checkpoint(path))
 
 
 def test_q_bias_without_v_bias_is_an_error(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -14,6 +14,7 @@ from tests.methods._official import (
     SCALER,
     TINY,
     RefViT,
+    assert_declared_layout,
     assert_parity,
     bn_mlp,
     optimizer_state,
@@ -81,6 +82,13 @@ def test_convert_to_deit_output_loads(monkeypatch: pytest.MonkeyPatch, tmp_path:
     enc = build_encoder("mocov3:vitb16", weights=save({"model": base.state_dict()}, tmp_path / "deit.pth"))
     assert_parity(enc, base, torch.randn(2, 3, 32, 32))
     assert enc.identity.load_report.checkpoint_key == "model"
+
+
+def test_declared_layouts_match_the_files_above(monkeypatch: pytest.MonkeyPatch) -> None:
+    shrink(monkeypatch, "mocov3", "vitb16", **TINY)
+    base, momentum = RefViT(sincos=True, seed=1), RefViT(sincos=True, seed=2)
+    assert_declared_layout("mocov3", "vitb16", "training", _checkpoint(_moco(base, momentum, 64), "vit_base", False))
+    assert_declared_layout("mocov3", "vitb16", "convert_to_deit", {"model": RefViT(sincos=True).state_dict()})
 
 
 def test_wrong_variant_names_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -12,6 +12,7 @@ from tests.methods._official import (
     SCALER,
     TINY,
     RefViT,
+    assert_declared_layout,
     assert_parity,
     dino_head,
     mae_decoder,
@@ -25,12 +26,9 @@ from tests.methods._official import (
 X = torch.randn(2, 3, 32, 32)
 
 
-def test_mae_variant(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+def _mae_checkpoint(ref: RefViT, decoder: dict[str, torch.Tensor]) -> dict:
     """main_pretrain.py -> misc.save_model: the whole MaskedAutoencoderViT under 'model' (+ training state)."""
-    shrink(monkeypatch, "pacmac", "vitb16-mae", **TINY)
-    ref = RefViT(sincos=True, seed=1)
-    decoder = mae_decoder(64, 2, 16)
-    ckpt = {
+    return {
         "model": ref.state_dict() | decoder,
         "optimizer": optimizer_state(ref),
         "epoch": 799,
@@ -42,6 +40,14 @@ def test_mae_variant(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
             rand_augs=3,
         ),
     }
+
+
+def test_mae_variant(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """main_pretrain.py -> misc.save_model: the whole MaskedAutoencoderViT under 'model' (+ training state)."""
+    shrink(monkeypatch, "pacmac", "vitb16-mae", **TINY)
+    ref = RefViT(sincos=True, seed=1)
+    decoder = mae_decoder(64, 2, 16)
+    ckpt = _mae_checkpoint(ref, decoder)
     enc = build_encoder("pacmac", "vitb16-mae", weights=save(ckpt, tmp_path / "checkpoint-799.pth"))
     assert_parity(enc, ref, X)
     rep = enc.identity.load_report
@@ -69,6 +75,13 @@ def test_dino_variant_loads_the_teacher(monkeypatch: pytest.MonkeyPatch, tmp_pat
     rep = enc.identity.load_report
     assert rep.checkpoint_key == "teacher" and rep.stripped_prefixes == ["backbone."]
     assert sorted(rep.dropped) == sorted(prefixed("head.", dino_head(64)))
+
+
+def test_declared_layouts_match_the_files_above(monkeypatch: pytest.MonkeyPatch) -> None:
+    shrink(monkeypatch, "pacmac", "vitb16-mae", **TINY)
+    shrink(monkeypatch, "pacmac", "vitb16-dino", **TINY)
+    assert_declared_layout("pacmac", "vitb16-mae", "training", _mae_checkpoint(RefViT(), mae_decoder(64, 2, 16)))
+    assert_declared_layout("pacmac", "vitb16-dino", "training", _dino_checkpoint(RefViT()))
 
 
 def test_dino_file_as_the_mae_variant_names_the_keys(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

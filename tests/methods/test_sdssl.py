@@ -13,7 +13,16 @@ import torch
 from torch import nn
 
 from methods import CheckpointError, build_encoder
-from tests.methods._official import TINY, RefViT, assert_parity, bn_mlp, optimizer_state, save, shrink
+from tests.methods._official import (
+    TINY,
+    RefViT,
+    assert_declared_layout,
+    assert_parity,
+    bn_mlp,
+    optimizer_state,
+    save,
+    shrink,
+)
 
 X = torch.randn(2, 3, 32, 32)
 
@@ -94,6 +103,16 @@ def test_sd_simclr_has_only_a_student(monkeypatch: pytest.MonkeyPatch, tmp_path:
     enc = build_encoder("sdssl:vitb16", weights=save(_lightning_checkpoint(learner), tmp_path / "last.ckpt"))
     assert_parity(enc, student, X)
     assert enc.identity.load_report.converted[0].startswith("student.net.* -> *")
+
+
+def test_declared_layouts_match_the_files_above(monkeypatch: pytest.MonkeyPatch) -> None:
+    shrink(monkeypatch, "sdssl", "vitb16", **TINY)
+    moco, simclr = nn.Module(), nn.Module()
+    moco.student = _net_wrapper(RefViT(sincos=True), prediction=True, intermediate=True)
+    moco.teacher = _net_wrapper(RefViT(sincos=True), prediction=False, intermediate=False)
+    simclr.student = _net_wrapper(RefViT(sincos=True), prediction=False, intermediate=True)
+    assert_declared_layout("sdssl", "vitb16", "sd-moco", _lightning_checkpoint(moco))
+    assert_declared_layout("sdssl", "vitb16", "sd-simclr", _lightning_checkpoint(simclr))
 
 
 def test_unreleased_needs_a_path(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -13,6 +13,7 @@ from tests.methods._official import (
     SCALER,
     TINY,
     RefViT,
+    assert_declared_layout,
     assert_parity,
     mae_decoder,
     namespace,
@@ -43,6 +44,11 @@ def test_vitb16(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     rep = enc.identity.load_report
     assert rep.checkpoint_key == "model" and "mask_token" in rep.dropped and rep.converted == []
     assert all(k == "mask_token" or k.startswith("decoder_") for k in rep.dropped)
+
+
+def test_declared_layout_matches_the_file_above(monkeypatch: pytest.MonkeyPatch) -> None:
+    shrink(monkeypatch, "semmae", "vitb16", **TINY)
+    assert_declared_layout("semmae", "vitb16", "training", _checkpoint(RefViT(sincos=True), 2, 16))
 
 
 def test_vitb8_at_112_px(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

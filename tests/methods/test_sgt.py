@@ -11,6 +11,7 @@ import torch
 import methods.archs.sgt as arch
 from methods.base import with_variant
 from methods.sgt import SGT
+from tests.methods._official import assert_declared_layout, shrink
 
 TINY = dict(embed_dim=32, depth=3, num_heads=2, img_size=64, keep_ratio=0.25)  # 4x4 patches, 4 kept, 2 masked blocks
 
@@ -109,19 +110,20 @@ def test_without_saliency_it_is_a_plain_vit():
         assert model.keep_mask(x) is None
 
 
+def eg_vit_checkpoint(src: torch.nn.Module) -> dict:
+    """What EG-ViT's main_siim.py saves for the DDP-wrapped model ``src``."""
+    return {
+        "model": {f"module.{k}": v for k, v in src.state_dict().items()},
+        "args": argparse.Namespace(res_layer=2, gaze_mask_num=4),
+        "optimizer": {"state": {}},
+        "lr_scheduler": {"last_epoch": 5},
+        "epoch": 5,
+    }
+
+
 def test_checkpoint_round_trip_in_eg_vit_layout(tmp_path):
     src = tiny_model(num_classes=2)  # a fine-tuned 2-class model, saved as EG-ViT's main_siim.py saves it
-    sd = {f"module.{k}": v for k, v in src.state_dict().items()}
-    torch.save(
-        {
-            "model": sd,
-            "args": argparse.Namespace(res_layer=2, gaze_mask_num=4),
-            "optimizer": {"state": {}},
-            "lr_scheduler": {"last_epoch": 5},
-            "epoch": 5,
-        },
-        tmp_path / "deit_small_best.pth",
-    )
+    torch.save(eg_vit_checkpoint(src), tmp_path / "deit_small_best.pth")
     enc = tiny_adapter().build(weights=str(tmp_path / "deit_small_best.pth"))
     report = enc.identity.load_report
     assert report.checkpoint_key == "model" and report.stripped_prefixes == ["module."]
@@ -132,6 +134,11 @@ def test_checkpoint_round_trip_in_eg_vit_layout(tmp_path):
         for ours, theirs in zip(enc.forward_dense(x), ref, strict=True):
             assert ours.shape == (2, 32, 4, 4) and torch.equal(ours, theirs)
         assert torch.equal(enc.forward_global(x), src.forward_head(src.forward_features(x), pre_logits=True))
+
+
+def test_declared_layout_matches_the_eg_vit_file(monkeypatch):
+    shrink(monkeypatch, "sgt", "vits16", **TINY)
+    assert_declared_layout("sgt", "vits16", "eg-vit", eg_vit_checkpoint(tiny_model(num_classes=2)))
 
 
 def test_spectral_residual_variant_masks_through_the_encoder_api():

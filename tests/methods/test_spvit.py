@@ -21,6 +21,7 @@ import methods.archs.spvit as arch
 from methods.base import with_variant
 from methods.errors import CheckpointError
 from methods.spvit import SPViT as SPViTAdapter
+from tests.methods._official import assert_declared_layout, shrink
 
 TINY = dict(
     embed_dim=32, depth=3, num_heads=4, mlp_ratio=3.0, skip_lam=2.0, stem_chs=8, local_up_to_layer=2, img_size=64
@@ -208,10 +209,9 @@ def test_block_matches_official_math(spsa):
         assert (blk(x, (4, 4)) - ref_block(x, blk.state_dict(), heads=4, skip_lam=2.0)).abs().max() <= ATOL
 
 
-def test_official_checkpoint_round_trip(tmp_path):
-    cfg = full_cfg()
-    ema, raw = official_state_dict(cfg, seed=0), official_state_dict(cfg, seed=1)
-    ckpt = {
+def train_py_checkpoint(ema: dict, raw: dict) -> dict:
+    """The TokenLabeling train script's CheckpointSaver file (--model-ema)."""
+    return {
         "epoch": 299,
         "arch": "lvvit_s",
         "state_dict": raw,
@@ -222,6 +222,12 @@ def test_official_checkpoint_round_trip(tmp_path):
         "amp_scaler": {},
         "metric": 83.9,
     }
+
+
+def test_official_checkpoint_round_trip(tmp_path):
+    cfg = full_cfg()
+    ema, raw = official_state_dict(cfg, seed=0), official_state_dict(cfg, seed=1)
+    ckpt = train_py_checkpoint(ema, raw)
     path = tmp_path / "model_best.pth.tar"
     torch.save(ckpt, path)
 
@@ -242,6 +248,12 @@ def test_official_checkpoint_round_trip(tmp_path):
         patches = ref_blocks[i][:, 1:] if i >= cfg["local_up_to_layer"] else ref_blocks[i]
         assert fmap.shape == (2, 32, 4, 4)
         assert max_err(fmap, patches.transpose(1, 2).reshape(2, 32, 4, 4)) <= ATOL
+
+
+def test_declared_layout_matches_the_official_file(monkeypatch):
+    shrink(monkeypatch, "spvit", "s", **TINY)
+    sd = official_state_dict(full_cfg())
+    assert_declared_layout("spvit", "s", "train.py", train_py_checkpoint(sd, sd))
 
 
 def test_l_checkpoint_kind_is_detected(tmp_path):

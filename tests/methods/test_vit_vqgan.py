@@ -10,6 +10,7 @@ import torch.nn.functional as F
 import methods.archs.vit_vqgan as arch
 from methods.base import with_variant
 from methods.vit_vqgan import ViTVQGAN
+from tests.methods._official import assert_declared_layout, shrink
 
 TINY = dict(embed_dim=32, depth=2, num_heads=2, img_size=32, code_dim=8, num_codes=64)  # 4x4 tokens of 8 px
 
@@ -108,6 +109,13 @@ def test_checkpoint_round_trip(tmp_path):
         for ours, theirs in zip(enc.forward_dense(x), ref, strict=True):
             assert torch.equal(ours, theirs)
         assert torch.equal(enc.model.encode_codes(x), src.encode_codes(x))
+
+
+def test_declared_layout_matches_the_file_above(monkeypatch):
+    shrink(monkeypatch, "vit-vqgan", "small", **TINY)
+    sd = dict(tiny_model().state_dict())
+    sd["decoder.blocks.0.mlp.fc1.weight"] = torch.zeros(4, 4)
+    assert_declared_layout("vit-vqgan", "small", "autoencoder", {"state_dict": sd, "epoch": 3})
 
 
 @pytest.mark.slow
