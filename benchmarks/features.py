@@ -4,15 +4,24 @@ Features are extracted once under ``torch.inference_mode()`` and stored as fp16 
 weights (sha256, or arch + seed for random weights), the dataset split fingerprint, the transform and what is
 extracted. Extraction writes into a ``.partial`` folder and records its progress, so an interrupted run resumes
 where it stopped; the folder is renamed into place only when complete.
+
+Integrity: the folder name keys on the split fingerprint (paths, sizes, labels), and ``meta.json`` also stores a
+fast hash of the file contents (:func:`content_digest`), re-checked on every reuse (and resume): a split whose
+images were replaced by others of the same size re-extracts, with a one-line note. A batch of non-finite features
+is refused naming its images, and nothing is cached for it. Cache space is reserved up front
+(``posix_fallocate``), so a full disk is one line naming the folder and the space needed, never a SIGBUS from a
+sparse memory map.
 """
 
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import os
 import shutil
-from collections.abc import Callable
+import sys
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,12 +31,32 @@ from torch.utils.data import DataLoader, Dataset, Subset
 
 from benchmarks.progress import progress_bar
 from benchmarks.records import atomic_write_text
+from methods.errors import DataError, VitbenchError
 
 ExtractFn = Callable[[torch.Tensor], dict[str, torch.Tensor]]
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("VITBENCH_CACHE", Path.home() / ".cache" / "vitbench")) / "features"
+
+
+def content_digest(paths: Sequence[Path]) -> str:
+    """A fast hash of the bytes of ``paths`` in order (blake2b over each file's length and bytes)."""
+    h = hashlib.blake2b(digest_size=16)
+    buf = bytearray(1 << 20)
+    view = memoryview(buf)
+    for path in paths:
+        with open(path, "rb", buffering=0) as fh:
+            h.update(b"\0%d\0" % os.fstat(fh.fileno()).st_size)
+            while n := fh.readinto(buf):
+                h.update(view[:n])
+    return h.hexdigest()
+
+
+def dataset_content(dataset: Dataset) -> str | None:
+    """The content hash of a dataset that exposes one (``content_digest()``), else None (not verifiable)."""
+    fn = getattr(dataset, "content_digest", None)
+    return fn() if callable(fn) else None
 
 
 def default_workers() -> int:
@@ -67,16 +96,23 @@ def extract(
     n = len(dataset)  # type: ignore[arg-type]  # map-style datasets are Sized
     workers = default_workers() if num_workers is None else num_workers
     folder = None if cache_dir is None else Path(cache_dir) / key.digest()
+    content = None if folder is None else dataset_content(dataset)
     if folder is not None and (folder / "meta.json").exists():
         meta = json.loads((folder / "meta.json").read_text())
-        return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
+        if meta.get("content") == content:
+            return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
+        print(f"note: {folder}: cached features are of other image contents; extracting again", file=sys.stderr)
+        shutil.rmtree(folder, ignore_errors=True)
 
     partial = None if folder is None else folder.with_name(folder.name + ".partial")
     start, arrays = 0, None  # type: tuple[int, dict[str, np.ndarray] | None]
     if partial is not None and (partial / "progress.json").exists():  # resume an interrupted extraction
         state = json.loads((partial / "progress.json").read_text())
-        start = int(state["done"])
-        arrays = {name: np.load(partial / f"{name}.npy", mmap_mode="r+") for name in state["arrays"]}
+        if state.get("content") == content:
+            start = int(state["done"])
+            arrays = {name: np.load(partial / f"{name}.npy", mmap_mode="r+") for name in state["arrays"]}
+        else:  # the images changed since: start over
+            shutil.rmtree(partial, ignore_errors=True)
 
     loader = DataLoader(
         Subset(dataset, range(start, n)),
@@ -94,22 +130,24 @@ def extract(
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 feats = fn(images)
             batch = {name: t.float().cpu().numpy().astype(np.float16) for name, t in feats.items()}
+            b = len(labels)
+            _check_finite(batch, dataset, done, b, partial)
             batch["labels"] = labels.numpy().astype(np.int64)
             if arrays is None:
                 arrays = _allocate(partial, batch, n)
-            b = len(labels)
             for name, value in batch.items():
                 arrays[name][done : done + b] = value
             done += b
             bar.update(b)
             if partial is not None and (step + 1) % flush_every == 0:
-                _checkpoint(partial, arrays, done)
+                _checkpoint(partial, arrays, done, content)
     if arrays is None:  # empty dataset
         raise ValueError("cannot extract features of an empty dataset")
     if folder is None or partial is None:
         return arrays
-    _checkpoint(partial, arrays, done)
-    atomic_write_text(partial / "meta.json", json.dumps({"key": key.__dict__, "n": n, "arrays": list(arrays)}))
+    _checkpoint(partial, arrays, done, content)
+    meta = {"key": key.__dict__, "n": n, "arrays": list(arrays), "content": content}
+    atomic_write_text(partial / "meta.json", json.dumps(meta))
     (partial / "progress.json").unlink()
     if folder.exists():  # a concurrent run finished first: keep its copy
         shutil.rmtree(partial)
@@ -118,18 +156,86 @@ def extract(
     return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in arrays}
 
 
+def _first_file(dataset: Dataset, i: int) -> Path | None:
+    paths = getattr(getattr(dataset, "split", None), "paths", None)
+    return Path(paths[i]) if paths is not None and 0 <= i < len(paths) else None
+
+
+def _check_finite(batch: dict[str, np.ndarray], dataset: Dataset, done: int, b: int, partial: Path | None) -> None:
+    """Refuse a batch holding NaN/inf (or values beyond fp16), naming its images; nothing of it is cached."""
+    bad = [name for name, v in batch.items() if not np.isfinite(v).all()]
+    if not bad:
+        return
+    if partial is not None and not (partial / "progress.json").exists():  # nothing resumable was kept
+        shutil.rmtree(partial, ignore_errors=True)
+    first = _first_file(dataset, done)
+    where = f" (first file {first})" if first is not None else ""
+    raise DataError(
+        f"non-finite features ({', '.join(bad)}: NaN/inf, or beyond the fp16 range) for images {done}-{done + b - 1}"
+        f"{where}; check the weights and these images; nothing was cached for them"
+    )
+
+
+def _human(n: int) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB"):
+        if n < 1024 or unit == "GiB":
+            return f"{n:.0f} {unit}" if unit == "B" else f"{n:.1f} {unit}"
+        n /= 1024  # type: ignore[assignment]
+    return f"{n} B"
+
+
+def _no_space(folder: Path, needed: int) -> VitbenchError:
+    try:
+        free = f"; {_human(shutil.disk_usage(folder if folder.exists() else folder.parent).free)} free"
+    except OSError:
+        free = ""
+    return VitbenchError(
+        f"{folder}: no space left on device for the feature cache (needs {_human(needed)}{free}); free space or "
+        "point VITBENCH_CACHE elsewhere"
+    )
+
+
+def _reserve(path: Path) -> None:
+    """Back every byte of ``path`` with disk blocks, so writes through a memory map cannot SIGBUS."""
+    size = path.stat().st_size
+    fd = os.open(path, os.O_RDWR)
+    try:
+        try:
+            os.posix_fallocate(fd, 0, size)
+        except OSError as err:
+            if err.errno not in (errno.EOPNOTSUPP, errno.EINVAL, errno.ENOSYS):
+                raise
+            os.lseek(fd, 0, os.SEEK_SET)  # no fallocate on this file system: write the zeros
+            block = bytes(1 << 20)
+            left = size
+            while left > 0:
+                left -= os.write(fd, block[: min(left, len(block))])
+    finally:
+        os.close(fd)
+
+
 def _allocate(partial: Path | None, first: dict[str, np.ndarray], n: int) -> dict[str, np.ndarray]:
     if partial is None:
         return {name: np.empty((n, *v.shape[1:]), dtype=v.dtype) for name, v in first.items()}
-    partial.mkdir(parents=True, exist_ok=True)
-    return {
-        name: np.lib.format.open_memmap(partial / f"{name}.npy", mode="w+", dtype=v.dtype, shape=(n, *v.shape[1:]))
-        for name, v in first.items()
-    }
+    needed = sum(n * v[:1].nbytes + 128 for v in first.values())
+    try:
+        partial.mkdir(parents=True, exist_ok=True)
+        arrays = {}
+        for name, v in first.items():
+            path = partial / f"{name}.npy"
+            arr = np.lib.format.open_memmap(path, mode="w+", dtype=v.dtype, shape=(n, *v.shape[1:]))
+            _reserve(path)
+            arrays[name] = arr
+        return arrays
+    except OSError as err:
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        shutil.rmtree(partial, ignore_errors=True)
+        raise _no_space(partial.parent, needed) from None
 
 
-def _checkpoint(partial: Path, arrays: dict[str, np.ndarray], done: int) -> None:
+def _checkpoint(partial: Path, arrays: dict[str, np.ndarray], done: int, content: str | None = None) -> None:
     for arr in arrays.values():
         if isinstance(arr, np.memmap):
             arr.flush()
-    atomic_write_text(partial / "progress.json", json.dumps({"done": done, "arrays": list(arrays)}))
+    atomic_write_text(partial / "progress.json", json.dumps({"done": done, "arrays": list(arrays), "content": content}))

@@ -28,6 +28,9 @@ from methods.errors import RecordError
 
 SCHEMA_VERSION: Literal[1] = 1
 _SHA256_CHARS = frozenset("0123456789abcdef")
+_GIT_SHA = re.compile(r"[0-9a-f]{7,64}")
+MAX_SEED = 2**32 - 1  # numpy's seed range; torch's is wider, but no run needs more
+MAX_DEPTH = 32  # JSON nesting a record may have (a real one has 5); deeper is refused before anything walks it
 
 
 def _check_name(value: str, what: str) -> str:
@@ -99,11 +102,31 @@ class DatasetInfo(_Model):
     n_samples: int = Field(ge=0)
     root: str | None = None
     skipped: dict[str, int] = Field(default_factory=dict)  # documented skips, e.g. {"degenerate_boxes": 3}
+    # The dataset's identity, compared with the task's declared ``DataIdentity`` for paper-track records (optional in
+    # the schema so older and smoke records stay valid; a paper record without them is refused by the gate):
+    splits: dict[str, int] | None = None  # samples per split read, e.g. {"train": 1281167, "val": 50000}
+    n_classes: int | None = Field(default=None, ge=0)
+    classes_sha256: str | None = None  # sha256 of the newline-joined class list in label order
+    annotations: dict[str, str] = Field(default_factory=dict)  # annotation file name -> sha256
 
     @field_validator("name", "split")
     @classmethod
     def _txt(cls, v: str) -> str:
         return _check_text(v)
+
+    @field_validator("classes_sha256")
+    @classmethod
+    def _sha(cls, v: str | None) -> str | None:
+        if v is not None and (len(v) != 64 or not set(v) <= _SHA256_CHARS):
+            raise ValueError("must be 64 lowercase hex characters")
+        return v
+
+    @field_validator("splits")
+    @classmethod
+    def _sizes(cls, v: dict[str, int] | None) -> dict[str, int] | None:
+        if v is not None and any(n < 0 for n in v.values()):
+            raise ValueError("split sizes must be >= 0")
+        return v
 
 
 class MetricMeta(_Model):
@@ -129,6 +152,13 @@ class Provenance(_Model):
     def _txt(cls, v: str) -> str:
         return _check_text(v)
 
+    @field_validator("git_sha")
+    @classmethod
+    def _git_sha(cls, v: str | None) -> str | None:
+        if v is not None and not _GIT_SHA.fullmatch(v):
+            raise ValueError("must be a git commit id: 7 to 64 lowercase hex characters")
+        return v
+
 
 class Record(_Model):
     """One run of one task on one encoder. See the module docstring for where it lives on disk."""
@@ -143,7 +173,7 @@ class Record(_Model):
     dataset: DatasetInfo
     metrics: dict[str, float]
     metric_meta: dict[str, MetricMeta]
-    seed: int = Field(ge=0)
+    seed: int = Field(ge=0, le=MAX_SEED)
     track: Literal["smoke", "paper"]
     provenance: Provenance
     # The probe card: what the harness fed the head (layers, pooling, resolution, normalisation, neck...).
@@ -208,36 +238,101 @@ def parse_record(data: dict[str, Any], path: Path | str = "<record>") -> Record:
         raise RecordError(format_validation_error(path, err)) from None
 
 
+class _DuplicateKey(ValueError):
+    pass
+
+
+def _no_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in pairs:
+        if key in out:
+            raise _DuplicateKey(key)
+        out[key] = value
+    return out
+
+
+def _too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
+    """Whether containers nest deeper than ``limit`` (iterative: a hostile file must not exhaust the stack)."""
+    stack = [(data, 1)]
+    while stack:
+        value, depth = stack.pop()
+        if isinstance(value, dict | list):
+            if depth > limit:
+                return True
+            stack.extend((v, depth + 1) for v in (value.values() if isinstance(value, dict) else value))
+    return False
+
+
+def decode_record_json(raw: bytes | str, path: Path | str = "<record>") -> dict[str, Any]:
+    """Decode a record file's text into a JSON object, refusing what ``json.loads`` would silently accept or
+    crash on: duplicate keys (the last would win) and nesting deeper than :data:`MAX_DEPTH` (``RecursionError``).
+    (``NaN`` literals decode; the schema refuses a non-finite metric naming its field.) Raises :class:`RecordError`
+    with one line naming the file."""
+    if isinstance(raw, bytes):
+        try:
+            raw = raw.decode("utf-8")
+        except UnicodeDecodeError:
+            raise RecordError(f"{path}: not UTF-8 text") from None
+
+    try:
+        data = json.loads(raw, object_pairs_hook=_no_duplicates)
+    except _DuplicateKey as err:
+        raise RecordError(f"{path}: duplicate key '{err.args[0]}' (a record names each field once)") from None
+    except RecursionError:
+        raise RecordError(f"{path}: nested deeper than {MAX_DEPTH} levels") from None
+    except json.JSONDecodeError as err:
+        raise RecordError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
+    except ValueError as err:  # e.g. an integer literal longer than Python's int-string limit
+        raise RecordError(f"{path}: not valid JSON ({str(err).splitlines()[0][:120]})") from None
+    if not isinstance(data, dict):
+        raise RecordError(f"{path}: expected a JSON object, got {type(data).__name__}")
+    if _too_deep(data):
+        raise RecordError(f"{path}: nested deeper than {MAX_DEPTH} levels")
+    return data
+
+
 def load_record(path: Path | str) -> Record:
     """Read and validate one record file."""
     path = Path(path)
     try:
-        text = path.read_text(encoding="utf-8")
+        raw = path.read_bytes()
     except FileNotFoundError:
         raise RecordError(f"{path}: no such file") from None
-    except UnicodeDecodeError:
-        raise RecordError(f"{path}: not UTF-8 text") from None
-    try:
-        data = json.loads(text)
-    except json.JSONDecodeError as err:
-        raise RecordError(f"{path}: not valid JSON ({err.msg} at line {err.lineno})") from None
-    if not isinstance(data, dict):
-        raise RecordError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    return parse_record(data, path)
+    except OSError as err:
+        raise RecordError(f"{path}: cannot read ({err.strerror})") from None
+    return parse_record(decode_record_json(raw, path), path)
 
 
 def atomic_write_text(path: Path, text: str) -> None:
-    """Write ``text`` to ``path`` so that readers see either the old file or the whole new one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    """Write ``text`` to ``path`` so that readers see either the old file or the whole new one. A full disk
+    (ENOSPC) is one line naming the folder and the bytes needed; the temp file is removed."""
+    import errno
+
+    from methods.errors import VitbenchError
+
+    data = text.encode("utf-8")
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    except OSError as err:
+        if err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise VitbenchError(
+                f"{path.parent}: no space left on device to write {path.name} (needs {len(data)} bytes)"
+            ) from None
+        raise
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as err:
         Path(tmp).unlink(missing_ok=True)
+        if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+            raise VitbenchError(
+                f"{path.parent}: no space left on device to write {path.name} (needs {len(data)} bytes); "
+                "free space there or write elsewhere"
+            ) from None
         raise
 
 
@@ -248,27 +343,67 @@ def write_record(record: Record, results_root: Path | str, *, force: bool = Fals
     :func:`existing_record` first to skip work; this guards against races). An invalid file there is replaced.
     """
     path = Path(results_root) / record.relpath()
-    if not force and existing_record(results_root, record.task, record.method, record.variant, record.seed):
+    if not force and existing_record(
+        results_root,
+        record.task,
+        record.method,
+        record.variant,
+        record.seed,
+        track=record.track,
+        protocol_hash=record.protocol.hash,
+    ):
         raise RecordError(f"{path}: exists (pass --force to overwrite)")
     atomic_write_text(path, record.model_dump_json(indent=2) + "\n")
     return path
 
 
-def existing_record(results_root: Path | str, task: str, method: str, variant: str, seed: int) -> Path | None:
+def existing_record(
+    results_root: Path | str,
+    task: str,
+    method: str,
+    variant: str,
+    seed: int,
+    *,
+    track: str | None = None,
+    protocol_hash: str | None = None,
+) -> Path | None:
     """The path of a finished run's record, or None when the run must (still) be done.
 
     A file that does not validate as a record (``{}``, a truncated or hand-edited file) is not a finished run:
     None is returned, a one-line note names the file and the problem, and the new run replaces it.
+
+    With ``track`` (and ``protocol_hash``) the record there must be the run asked for: a smoke record never blocks a
+    paper-track run (None, with a note: the paper record replaces it); a paper record is never replaced by a smoke
+    run (its path is returned: the smoke run is skipped, with a note); a record of the same track under another
+    protocol hash is not silently kept or replaced: :class:`RecordError` asks for ``--force``.
     """
     path = Path(results_root) / record_relpath(task, method, variant, seed)
     if not path.exists():
         return None
     try:
-        load_record(path)
+        rec = load_record(path)
     except RecordError as err:
         print(f"vitbench: note: {err}; running again, the new record will replace it", file=sys.stderr)
         return None
-    return path
+    if track is None or (rec.track == track and protocol_hash in (None, rec.protocol.hash)):
+        return path
+    if rec.track == "smoke":  # smoke records are cheap to remake: another track or protocol replaces them
+        print(
+            f"vitbench: note: {path} holds a smoke record of another run; this {track} run will replace it",
+            file=sys.stderr,
+        )
+        return None
+    if rec.track == "paper" and track == "smoke":
+        print(
+            f"vitbench: note: {path} holds a paper-track record; a smoke run does not replace it "
+            f"(pass --force to overwrite)",
+            file=sys.stderr,
+        )
+        return path
+    raise RecordError(
+        f"{path}: holds a {rec.track} record of protocol hash {rec.protocol.hash}, not this run's {protocol_hash} "
+        f"(pass --force to overwrite)"
+    )
 
 
 def iter_record_files(results_root: Path | str) -> list[Path]:

@@ -122,6 +122,48 @@ class RunRequest:
     launcher: str | None = None  # None: detected from torchrun / srun
 
 
+def preflight_track(spec: TaskSpec, data: Path, smoke: bool) -> str | None:
+    """Which track the result will be, and why, said before anything is computed (one line for stderr).
+
+    A paper-track run (no ``--smoke``) on data whose identity differs from the task's declared data is refused
+    here: its record would be refused by ``vitbench validate`` and never ranked, so computing it is wasted. Only
+    what a folder listing shows is compared (imagefolder split sizes and class counts); the full identity (class
+    list sha256, annotation sha256s) is checked on the record. Raises :class:`VitbenchError` naming the field.
+    None under ``--smoke``: the user chose the smoke track, and its error messages stay one line."""
+    if smoke:
+        return None
+    want = spec.data
+    if want is None:
+        return f"vitbench: track: paper (task {spec.id} declares no dataset identity to check)"
+    if spec.dataset_kind == "imagefolder":
+        for split, n in want.splits.items():
+            split_dir = data / split
+            classes = sorted(d for d in split_dir.iterdir() if d.is_dir()) if split_dir.is_dir() else []
+            if want.n_classes is not None and len(classes) != want.n_classes:
+                raise VitbenchError(
+                    f"{split_dir}: {len(classes)} classes, but the paper track of {spec.id} is defined on "
+                    f"{want.name} with {want.n_classes}: not the task's data; pass --smoke to run it as a smoke test"
+                )
+            from benchmarks.data.imagefolder import IMG_EXTENSIONS
+
+            count = sum(
+                1
+                for c in classes
+                for e in os.scandir(c)
+                if e.name.endswith(IMG_EXTENSIONS) or e.name.lower().endswith(IMG_EXTENSIONS)
+            )
+            if count != n:
+                raise VitbenchError(
+                    f"{split_dir}: {count} images, but the paper track of {spec.id} is defined on {want.name} with "
+                    f"{n} in {split}: not the task's data; pass --smoke to run it as a smoke test"
+                )
+        return f"vitbench: track: paper: {data} has the split sizes and classes of {want.name}"
+    return (
+        f"vitbench: track: paper: the record's dataset identity is checked against {want.name} "
+        f"({', '.join(f'{k} {v}' for k, v in want.splits.items())}) by vitbench validate"
+    )
+
+
 def launcher_from_env() -> str:
     """ "pytorch" under torchrun, "slurm" under srun with several tasks, else "none"."""
     if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:
@@ -204,7 +246,12 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
     from methods import get_adapter
 
     v = get_adapter(name).variant(variant)
-    if not req.force and (done := existing_record(req.out, req.task, name, v.name, req.seed)):
+    if (line := preflight_track(spec, data, req.smoke)) is not None:
+        print(line, file=sys.stderr)
+    track = "smoke" if req.smoke else "paper"
+    if not req.force and (
+        done := existing_record(req.out, req.task, name, v.name, req.seed, track=track, protocol_hash=protocol.hash())
+    ):
         return done, None
     harness = load_harness(req.task)
     # Under torchrun / srun every process runs this function: each uses its own GPU, only rank 0 writes the record.

@@ -30,8 +30,11 @@ def plan(base: RunRequest, methods: list[str], tasks: list[str], seeds: list[int
     for method, task, seed in itertools.product(methods, tasks, seeds):
         name, variant = parse_method(method)
         v = get_adapter(name).variant(variant)  # unknown names fail here, before anything is submitted
-        get_task(task).protocol_for(base.smoke, dict(base.protocol_overrides))  # runnable, overrides valid
-        if not base.force and existing_record(base.out, task, name, v.name, seed):
+        proto = get_task(task).protocol_for(base.smoke, dict(base.protocol_overrides))  # runnable, overrides valid
+        track = "smoke" if base.smoke else "paper"
+        if not base.force and existing_record(
+            base.out, task, name, v.name, seed, track=track, protocol_hash=proto.hash()
+        ):
             continue
         cells.append(replace(base, method=f"{name}:{v.name}", task=task, seed=seed))
     return cells

@@ -18,7 +18,7 @@ from benchmarks.protocol import protocol_hash
 from benchmarks.records import Record, has_control_chars, load_record
 from methods.errors import UnknownNameError, VitbenchError
 
-TaskLookup = Callable[[str], TaskSpec]
+TaskLookup = Callable[[str], TaskSpec | None]
 
 
 def _control_chars(value: Any, where: str) -> str | None:
@@ -39,10 +39,41 @@ def _control_chars(value: Any, where: str) -> str | None:
     return None
 
 
-def _check_protocol(rec: Record, spec: TaskSpec) -> str | None:
+def _check_protocol_hash(rec: Record) -> str | None:
     p = rec.protocol
     if protocol_hash(p.name, p.version, p.config) != p.hash:
         return f"protocol.hash: {p.hash} does not match the record's own protocol.config (edited after the run?)"
+    return None
+
+
+def check_dataset(rec: Record, spec: TaskSpec) -> str | None:
+    """A paper-track record must be computed on the data its task declares (``TaskSpec.data``): every pinned part
+    of that identity (split sizes, number of classes, class-list sha256, annotation sha256s) must be in the record's
+    ``dataset`` and equal. Smoke records and tasks that declare no data are not checked."""
+    want = spec.data
+    if rec.track != "paper" or want is None:
+        return None
+    have = rec.dataset
+    where = f"task {rec.task} is defined on {want.name}"
+    for split, n in want.splits.items():
+        got = (have.splits or {}).get(split)
+        if got != n:
+            shown = "missing" if got is None else f"{got}"
+            return f"dataset.splits.{split}: {shown}, but {where} with {n} samples in {split} (other data)"
+    if want.n_classes is not None and have.n_classes != want.n_classes:
+        shown = "missing" if have.n_classes is None else f"{have.n_classes}"
+        return f"dataset.n_classes: {shown}, but {where} with {want.n_classes} classes (other data)"
+    if want.classes_sha256 is not None and have.classes_sha256 != want.classes_sha256:
+        return f"dataset.classes_sha256: {have.classes_sha256}, but {where} with {want.classes_sha256} (other data)"
+    for name, sha in want.annotations.items():
+        got_sha = have.annotations.get(name)
+        if got_sha != sha:
+            return f"dataset.annotations.{name}: {got_sha or 'missing'}, but {where} with sha256 {sha} (other data)"
+    return None
+
+
+def _check_protocol(rec: Record, spec: TaskSpec) -> str | None:
+    p = rec.protocol
     if spec.protocol is None:
         return f"task: {rec.task} has reported numbers only; no harness of this version runs it"
     expected = spec.protocol_for(smoke=rec.track == "smoke")
@@ -98,22 +129,38 @@ def _check_path(path: Path, rec: Record) -> str | None:
     return None
 
 
-def validate_record(rec: Record, path: Path | str, task_lookup: TaskLookup = get_task) -> str | None:
-    """The checks beyond the schema, on a parsed record: None if it passes, else ``"<path>: <field>: <problem>"``."""
+def validate_record(
+    rec: Record, path: Path | str, task_lookup: TaskLookup = get_task, *, current: bool = True
+) -> str | None:
+    """The checks beyond the schema, on a parsed record: None if it passes, else ``"<path>: <field>: <problem>"``.
+
+    This is the one gate: ``vitbench validate`` and the leaderboard both call it. Integrity checks apply always:
+    control characters, a protocol hash that matches the record's own config, metrics the task declares and in its
+    range, provenance (``git_sha`` on the paper track), the file's path, and, for the paper track, the task's
+    declared dataset identity. ``current=True`` (a submission) also requires a catalogued task with a harness and
+    exactly the registered protocol of the record's track; the leaderboard passes ``current=False`` because it
+    shows records of another protocol version, or of a task it does not know, apart instead of refusing them
+    (then a task ``task_lookup`` does not know is checked against the record's own metric_meta only)."""
     path = Path(path)
     bad = _control_chars(rec.model_dump(mode="json"), "record")
     if bad:
         return f"{path}: {bad.removeprefix('record.')}: contains control characters"
+    spec: TaskSpec | None
     try:
         spec = task_lookup(rec.task)
     except UnknownNameError as err:
-        return f"{path}: task: {err}"
-    for check in (
-        _check_protocol(rec, spec),
-        _check_metrics(rec, spec),
-        _check_provenance(rec),
-        _check_path(path, rec),
-    ):
+        if current:
+            return f"{path}: task: {err}"
+        spec = None
+    if spec is None and current:
+        return f"{path}: task: unknown task '{rec.task}'"
+    checks = [_check_protocol_hash(rec)]
+    if spec is not None:
+        if current:
+            checks.append(_check_protocol(rec, spec))
+        checks += [_check_metrics(rec, spec), check_dataset(rec, spec)]
+    checks += [_check_provenance(rec), _check_path(path, rec)]
+    for check in checks:
         if check is not None:
             return f"{path}: {check}"
     return None

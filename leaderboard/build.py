@@ -99,14 +99,60 @@ def _summary(lb: Leaderboard) -> list[dict[str, Any]]:
     return out
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's process: alive
+        return True
+    return pid > 0
+
+
+def _recover(out: Path) -> None:
+    """Repair what a build killed mid-swap left: if ``out`` is gone but the previous site survives as
+    ``.<out>.old-<pid>`` (killed between the two renames), put it back; then remove every ``.<out>.tmp-<pid>-*`` /
+    ``.<out>.old-<pid>`` folder whose build process is no longer running and that a build made (it holds the
+    marker, or is a temp folder of ours)."""
+    parent = out.parent
+    if not parent.is_dir():
+        return
+    orphans = []
+    for entry in parent.iterdir():
+        for kind in ("tmp", "old"):
+            prefix = f".{out.name}.{kind}-"
+            if entry.name.startswith(prefix) and entry.is_dir() and not entry.is_symlink():
+                pid = entry.name[len(prefix) :].split("-", 1)[0]
+                if pid.isdigit() and not _pid_alive(int(pid)):
+                    orphans.append((kind, entry))
+    olds = sorted((e for k, e in orphans if k == "old" and (e / MARKER).exists()), key=lambda e: e.stat().st_mtime)
+    if not out.exists() and olds:
+        os.replace(olds[-1], out)  # the last complete site comes back
+        print(
+            f"vitbench: note: restored {out} from {olds[-1].name} (an earlier build was interrupted)", file=sys.stderr
+        )
+    for _, entry in orphans:
+        if entry.exists():
+            shutil.rmtree(entry, ignore_errors=True)
+
+
+def _umask() -> int:
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask
+
+
 def _prepare_out(out: Path) -> Path:
+    _recover(out)
     if out.exists() and (not out.is_dir() or (any(out.iterdir()) and not (out / MARKER).exists())):
         raise VitbenchError(
             f"{out}: exists and was not made by `vitbench leaderboard` (no {MARKER} in it); "
             f"choose another --out or remove it"
         )
     out.parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-", dir=out.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.tmp-{os.getpid()}-", dir=out.parent))
+    tmp.chmod(0o777 & ~_umask())  # mkdtemp makes it 0700; the site is for reading: as world-readable as umask allows
+    return tmp
 
 
 def _swap_in(tmp: Path, out: Path) -> None:

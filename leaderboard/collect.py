@@ -17,7 +17,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from benchmarks.catalog import TASKS, TaskSpec, get_task
-from benchmarks.records import MetricMeta, Record, format_validation_error, iter_record_files
+from benchmarks.records import (
+    MetricMeta,
+    Record,
+    decode_record_json,
+    format_validation_error,
+    iter_record_files,
+)
+from methods.errors import RecordError
 
 # What the leaderboard asks about a task id: its catalogue entry, or None for a task the catalogue does not know
 # (a submitted record for a task we do not have). Tests pass their own.
@@ -79,9 +86,17 @@ class Records:
     rejected: list[tuple[Path, str]]
 
 
-def load_records(results: Path | str) -> Records:
+def load_records(results: Path | str, task_lookup: TaskLookup | None = None) -> Records:
     """Parse every ``runs/**/*.json``. A file that fails validation, or that sits at the wrong path for what it
-    claims to be, is rejected with a one-line reason instead of breaking the build: the site lists it."""
+    claims to be, is rejected with a one-line reason instead of breaking the build: the site lists it.
+
+    The gate is ``vitbench validate``'s (:func:`benchmarks.validate.validate_record`, with ``current=False``): what a
+    submission would be refused for (a forged protocol hash, no git_sha on the paper track, a metric outside its
+    task's range, control characters, a paper record on other data than its task's) is refused here too; only a
+    record of another protocol version, or of a task the catalogue does not know, is kept, and shown apart."""
+    from benchmarks.validate import validate_record
+
+    lookup = task_lookup or find_task
     root = Path(results)
     good: list[Record] = []
     paths: list[Path] = []
@@ -90,9 +105,12 @@ def load_records(results: Path | str) -> Records:
     for path in iter_record_files(root):
         rel = Path(str(path)[prefix:])  # plain string slicing: pathlib's relative_to is slow over 10k files
         try:
-            record = Record.model_validate_json(path.read_bytes())
+            record = Record.model_validate(decode_record_json(path.read_bytes(), rel))
         except ValidationError as err:
             rejected.append((rel, format_validation_error(rel, err)))
+            continue
+        except RecordError as err:
+            rejected.append((rel, str(err)))
             continue
         except OSError as err:
             rejected.append((rel, f"{rel}: cannot read ({err.strerror})"))
@@ -101,6 +119,10 @@ def load_records(results: Path | str) -> Records:
         if str(path)[prefix:] != expected:
             # The layout is one file per (task, method, variant, seed): a misplaced file could shadow another run.
             rejected.append((rel, f"{rel}: path: the record says it belongs at {record.relpath()}"))
+            continue
+        problem = validate_record(record, rel, lookup, current=False)
+        if problem is not None:
+            rejected.append((rel, problem))
             continue
         good.append(record)
         paths.append(rel)

@@ -60,7 +60,7 @@ def assemble(
     results = Path(results)
     reported = load_reported(results / "reported")
     tol = tolerances or load_tolerances(results / "reported")
-    recs = load_records(results)
+    recs = load_records(results, task_lookup)
     tasks = {r.task for _, r in reported.rows} | {r.task for r in recs.records}
     specs = {t: task_lookup(t) for t in tasks}
     groups = group_records(recs, specs)

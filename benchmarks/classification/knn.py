@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import torch
 
-from benchmarks.classification.common import load_splits
+from benchmarks.classification.common import load_splits, require_train_size
 from benchmarks.classification.protocols import KnnProtocol
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.probe.engine import as_tensor, dataset_info, global_features, transform_for
@@ -48,6 +48,7 @@ class KnnHarness(Harness):
 
     def run(self, ctx: RunContext, protocol: KnnProtocol) -> RunOutput:
         train, val = load_splits(ctx.data_root)
+        require_train_size(train, protocol.headline_k, f"the headline k={protocol.headline_k} of the k-NN vote needs")
         encoder = ctx.encoder
         kw = {"resolution": protocol.resolution, "device": ctx.device, "cache_dir": ctx.cache_dir}
         feats = [global_features(encoder, s, progress=ctx.progress, **kw) for s in (train, val)]

@@ -16,7 +16,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from benchmarks.classification.common import load_splits
+from benchmarks.classification.common import load_splits, require_per_class
 from benchmarks.classification.protocols import LinearProtocol, PerLayerProtocol
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.probe.engine import (
@@ -67,6 +67,7 @@ def _grid_kwargs(ctx: RunContext, protocol: LinearProtocol | PerLayerProtocol) -
 
 def _features(ctx: RunContext, protocol: LinearProtocol | PerLayerProtocol, blocks: list[int]):
     train, val = load_splits(ctx.data_root)
+    require_per_class(train, 2, "a class needs to be both fitted and held out for head selection")
     kw = {"resolution": protocol.resolution, "device": ctx.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress}
     tr, va = (block_features(ctx.encoder, s, blocks, **kw) for s in (train, val))
     return train, val, tr, va

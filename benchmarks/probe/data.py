@@ -86,6 +86,16 @@ class LabelledSplit:
             h.update(f"\n{path.relative_to(self.root).as_posix()}\t{path.stat().st_size}\t{label}".encode())
         return h.hexdigest()[:16]
 
+    @cached_property
+    def _content(self) -> str:
+        from benchmarks.features import content_digest
+
+        return content_digest(self.paths)
+
+    def content_digest(self) -> str:
+        """A fast hash of the files' bytes (what the feature cache verifies on reuse); computed once per object."""
+        return self._content
+
     def fingerprint(self) -> str:
         """A content fingerprint: relative paths, sizes and targets (not mtimes, which change on copy).
         Computed once per split object: every cache key and record of a run reuses it."""
@@ -93,9 +103,24 @@ class LabelledSplit:
 
 
 # ------------------------------------------------------------------------------------------------ reading
+_WIDE_MODES = {"I;16": 16, "I;16L": 16, "I;16B": 16, "I;16N": 16, "I": 16}  # bit depth PIL reads them at
+
+
+def _to_8bit(img: Image.Image, path: Path) -> Image.Image:
+    """A 16-bit image scaled to 8 bits by its real depth (``>> 8``), not clipped to white by ``convert``."""
+    arr = np.asarray(img)
+    if img.mode == "I" and (arr.min() < 0 or arr.max() > 0xFFFF):
+        raise DataError(f"{path}: a 32-bit integer image; convert it to 8 or 16 bits per channel")
+    return Image.fromarray((arr.astype(np.uint32) >> 8).astype(np.uint8), mode="L")
+
+
 def load_rgb(path: Path) -> Image.Image:
     try:
         with Image.open(path) as img:
+            if img.mode in _WIDE_MODES:
+                return _to_8bit(img, path).convert("RGB")
+            if img.mode == "F":
+                raise DataError(f"{path}: a floating-point image; convert it to 8 or 16 bits per channel")
             return img.convert("RGB")
     except (UnidentifiedImageError, OSError, ValueError) as err:
         raise DataError(f"{path}: unreadable image ({type(err).__name__}: {err}); remove or replace it") from None
@@ -207,6 +232,9 @@ class ProbeDataset(Dataset):
 
     def __len__(self) -> int:
         return len(self.split)
+
+    def content_digest(self) -> str:
+        return self.split.content_digest()
 
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor | int]:
         path = self.split.paths[i]

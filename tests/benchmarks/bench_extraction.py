@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader
 
 from benchmarks.data.imagefolder import scan_split
-from benchmarks.features import FeatureKey, extract
+from benchmarks.features import FeatureKey, content_digest, extract
 from benchmarks.probe.data import ProbeDataset
 from benchmarks.probe.engine import transform_for
 from methods import build_encoder
@@ -66,4 +66,14 @@ def test_extraction_vs_bare_timm_loop(benchmark, imagefolder: Path) -> None:  # 
     ratio = benchmark.stats.stats.mean / bare_s
     benchmark.extra_info.update({"bare_timm_s": bare_s, "ratio_vs_bare": ratio, "images": len(dataset)})
     print(f"\nextraction {benchmark.stats.stats.mean:.3f}s vs bare timm loop {bare_s:.3f}s: ratio {ratio:.3f}")
+
+    # The stale-cache guard: the content hash of the split's files, computed on every extraction and every reuse.
+    t0 = time.perf_counter()
+    for _ in range(rounds):
+        content_digest(split.paths)
+    hash_s = (time.perf_counter() - t0) / rounds
+    hash_ratio = hash_s / benchmark.stats.stats.mean
+    benchmark.extra_info.update({"content_hash_s": hash_s, "content_hash_ratio": hash_ratio})
+    print(f"content hash {hash_s * 1e3:.1f} ms = {hash_ratio:.4f} of extraction (goal < 0.05)")
+    assert hash_ratio < 0.05, "the content hash costs more than 5 % of extraction"
     assert ratio < 1.25, "feature extraction overhead far above the 1.10 goal"

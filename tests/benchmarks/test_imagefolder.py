@@ -14,14 +14,15 @@ from methods.errors import DataError
 
 @pytest.fixture
 def data(tmp_path: Path) -> Path:
-    return synth_imagefolder(tmp_path / "d", seed=1, n_classes=3, n_train=4, n_val=2, size=32)
+    # 7 train images a class: 21 >= the k-NN headline k = 20, so the k-NN CLI runs reach the images
+    return synth_imagefolder(tmp_path / "d", seed=1, n_classes=3, n_train=7, n_val=2, size=32)
 
 
 def test_synth_layout_and_determinism(data: Path, tmp_path: Path) -> None:
     train = scan_split(data, "train")
-    assert len(train.classes) == 3 and len(train.samples) == 12
+    assert len(train.classes) == 3 and len(train.samples) == 21
     assert all(p.suffix == ".JPEG" and p.parent.parent.name == "train" for p, _ in train.samples)
-    again = synth_imagefolder(tmp_path / "e", seed=1, n_classes=3, n_train=4, n_val=2, size=32)
+    again = synth_imagefolder(tmp_path / "e", seed=1, n_classes=3, n_train=7, n_val=2, size=32)
     assert scan_split(again, "train").fingerprint() == train.fingerprint()
 
 

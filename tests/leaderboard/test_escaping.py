@@ -9,6 +9,7 @@ from pathlib import Path
 
 import pytest
 
+from benchmarks.protocol import protocol_hash
 from benchmarks.records import parse_record
 from leaderboard.build import build_site
 from leaderboard.reported import load_paper
@@ -140,8 +141,11 @@ def _hostile_record(i: int, payload: str) -> dict:
     rec["dataset"].update(name=payload, split=payload, fingerprint=payload + "-fingerprint", skipped={payload: 1})
     rec["provenance"].update(command=payload, device=payload, vitbench_version=payload, versions={payload: payload})
     rec["probe"].update(layers=payload, pooling=payload, neck={payload: [payload]}, head=payload)
-    # The hash no longer matches the config: validate would refuse it, the site must still render it inertly.
+    # A protocol config carrying the payload, with its hash recomputed (a forged hash is refused by the one gate,
+    # tests/trust): the record is shown apart as another protocol, and must still render inertly.
     rec["protocol"]["config"] = {**rec["protocol"]["config"], "note": payload}
+    p = rec["protocol"]
+    p["hash"] = protocol_hash(p["name"], p["version"], p["config"])
     rec["extra"] = {payload: payload}
     return rec
 
