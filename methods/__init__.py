@@ -52,9 +52,17 @@ def parse_method(ref: str) -> tuple[str, str | None]:
     return name, (variant or None)
 
 
-def build_encoder(name: str, variant: str | None = None, weights: str | Path | None = None, seed: int = 0) -> Encoder:
+def build_encoder(
+    name: str,
+    variant: str | None = None,
+    weights: str | Path | None = None,
+    seed: int = 0,
+    *,
+    resample_pos_embed: bool = False,
+) -> Encoder:
     """Build ``name``'s ``variant`` with ``weights`` (a path, URL, ``hf-hub:`` id, ``"random"``, or None for the
-    variant's pinned URL). ``name`` may carry the variant as ``"method:variant"``."""
+    variant's pinned URL). ``name`` may carry the variant as ``"method:variant"``. ``resample_pos_embed``: accept a
+    position table of any grid, resampled (the load report says so)."""
     if variant is None:
         name, variant = parse_method(name)
-    return get_adapter(name).build(variant, weights, seed)
+    return get_adapter(name).build(variant, weights, seed, resample_pos_embed=resample_pos_embed)

@@ -46,7 +46,7 @@ MAE_TRAINING = OfficialLayout(
 )
 
 _URL = "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_{}.pth"
-_NOTE = "sha256 not published; the README lists md5 prefixes only ({})"
+_NOTE = "sha256 not published; the README lists md5 prefixes only ({}): vitbench verifies the file against it"
 _VITB16 = Variant(
     name="vitb16",
     arch="vit_base_patch16_224",
@@ -57,6 +57,7 @@ _VITB16 = Variant(
     drop=MAE_DECODER_KEYS,
     official_layouts=(OfficialLayout(name="release", key="model"), MAE_TRAINING),
     params_m=85.8,
+    digest_prefix="md5:8cad7c",  # github.com/facebookresearch/mae README, "md5" row of the checkpoint table
     notes=_NOTE.format("8cad7c"),
 )
 
@@ -78,6 +79,7 @@ class MAE(MethodAdapter):
             weights_url=_URL.format("large"),
             file_name="mae_pretrain_vit_large.pth",
             params_m=303.3,
+            digest_prefix="md5:b8b06e",
             notes=_NOTE.format("b8b06e"),
         ),
         with_variant(
@@ -87,6 +89,7 @@ class MAE(MethodAdapter):
             weights_url=_URL.format("huge"),
             file_name="mae_pretrain_vit_huge.pth",
             params_m=630.8,
+            digest_prefix="md5:9bdbb0",
             notes=_NOTE.format("9bdbb0"),
         ),
     )

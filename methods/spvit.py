@@ -52,6 +52,7 @@ _S = Variant(
     data_config={"crop_pct": 0.9},
     official_layouts=(_TRAIN_PY,),
     params_m=25.5,
+    pos_embed_grids=(24,),  # the paper's 384-px fine-tuned models
     notes=_NOTES,
 )
 

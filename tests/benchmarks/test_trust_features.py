@@ -111,6 +111,44 @@ def test_equal_sizes_and_labels_but_other_pixels_do_not_share_features(tmp_path:
     assert calls == [] and np.array_equal(np.asarray(again["global"]), fb)
 
 
+def test_the_hash_is_taken_while_extracting_and_a_changed_file_restarts_a_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = ProbeDataset(scan_split(_bmp_set(tmp_path / "a", 0), "train"), T32)
+    cache = tmp_path / "cache"
+    reads: list[int] = []
+    real = features.content_digest
+    monkeypatch.setattr(features, "content_digest", lambda paths, **kw: reads.append(len(paths)) or real(paths))
+    _run(ds, cache)
+    assert reads == []  # no separate pass over the files: the workers hashed what they read
+    meta = __import__("json").loads((cache / _key(ds).digest() / "meta.json").read_text())
+    assert meta["content"] == real(ds.split.paths)  # what a reuse recomputes
+    _run(ds, cache)
+    assert reads == [len(ds)]  # a reuse reads the files once to verify them
+
+    calls = []
+
+    def stop_after_first(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return _means(x)
+
+    other = tmp_path / "cache2"
+    with pytest.raises(KeyboardInterrupt):
+        _run(ds, other, stop_after_first, flush_every=1)
+    partial = other / (_key(ds).digest() + ".partial")
+    assert __import__("json").loads((partial / "progress.json").read_text())["done"] == 4
+    px = np.asarray(Image.open(ds.split.paths[0])).copy()
+    px[0, 0] ^= 0xFF  # a file already extracted changes (same size)
+    Image.fromarray(px).save(ds.split.paths[0])
+    redo = []
+    out = _run(ds, other, lambda x: redo.append(len(x)) or _means(x))
+    assert sum(redo) == len(ds)  # started over, not resumed
+    truth = _run(ProbeDataset(scan_split(tmp_path / "a", "train"), T32), None)
+    np.testing.assert_array_equal(np.asarray(out["global"]), np.asarray(truth["global"]))
+
+
 def test_content_digest_sees_a_single_changed_byte(tmp_path: Path) -> None:
     f = tmp_path / "x.bin"
     f.write_bytes(b"\0" * 5000)
