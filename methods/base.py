@@ -12,7 +12,7 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, cast
 
 import timm
 import torch
@@ -197,7 +197,9 @@ class Encoder(nn.Module):
         global_head: nn.Module | None = None,
     ) -> None:
         super().__init__()
-        self.model = model
+        # Any: timm models have a dynamic public API (forward_features/forward_head/forward_intermediates/
+        # feature_info) that nn.Module's typing (`__getattr__ -> Tensor | Module`) cannot express.
+        self.model: Any = model
         self.global_head = global_head
         self.spec = spec
         self.data_config = data_config
@@ -347,7 +349,7 @@ class MethodAdapter:
 
     # -- spec -------------------------------------------------------------------------------------------------
     def make_spec(self, model: nn.Module, variant: Variant, head: nn.Module | None) -> EncoderSpec:
-        info = model.feature_info
+        info: list[dict[str, Any]] = model.feature_info  # type: ignore[assignment]  # timm's FeatureInfo list
         reductions = [int(f["reduction"]) for f in info]
         family = "vit" if len(set(reductions)) == 1 and hasattr(model, "blocks") else "hierarchical"
         num_blocks = len(info)
@@ -358,7 +360,7 @@ class MethodAdapter:
         else:
             indices = tuple(range(num_blocks))
         npt = int(getattr(model, "num_prefix_tokens", 0))
-        embed_dim = int(getattr(head, "embed_dim", 0) or model.num_features)
+        embed_dim = int(getattr(head, "embed_dim", 0) or cast(int, model.num_features))
         return EncoderSpec(
             arch=variant.arch,
             family=family,

@@ -67,7 +67,9 @@ class DinoMM(MethodAdapter):
     def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:
         pos = sd.get("pos_embed")
         grid = int(variant.model_kwargs["img_size"]) // 8  # patch size 8
-        side = math.isqrt(pos.shape[1] - 1) if pos is not None and pos.ndim == 3 else grid
+        if pos is None or pos.ndim != 3:
+            return sd, []
+        side = math.isqrt(pos.shape[1] - 1)
         if side == grid or side * side != pos.shape[1] - 1:
             return sd, []
         patch = pos[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2).float()

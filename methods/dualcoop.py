@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import replace
+from typing import Any
 
 import torch
 from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
@@ -72,8 +73,10 @@ class CLIPAttentionPool(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.embed_dim = int(model.head.out_features)
-        self._model = (model,)  # a tuple, so it is not registered as a submodule (no second copy of the weights)
+        clip_resnet: Any = model  # timm ByobNet with CLIP's attention-pool head
+        self.embed_dim = int(clip_resnet.head.out_features)
+        # A tuple, so it is not registered as a submodule (no second copy of the weights).
+        self._model: tuple[Any] = (clip_resnet,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._model[0].forward_head(x)

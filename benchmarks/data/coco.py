@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from methods.errors import DataError
 
@@ -133,7 +133,7 @@ def validate_coco_split(root: Path | str, split: str, *, train: bool, check_file
         if not isinstance(a, dict) or "id" not in a:
             raise DataError(f"{ann_path}: annotation {str(a)[:80]} has no 'id'")
         aid = a["id"]
-        im = images.get(a.get("image_id"))
+        im = images.get(cast(int, a.get("image_id")))  # any JSON value; a non-id finds nothing
         if im is None:
             raise DataError(
                 f"{ann_path}: annotation id {aid} refers to image_id {a.get('image_id')!r}, which is "
@@ -212,7 +212,7 @@ def synth_coco(out: Path | str, seed: int = 0, n_train: int = 16, n_val: int = 8
 
     out = Path(out)
     rng = random.Random(seed)
-    categories = [
+    categories: list[dict[str, Any]] = [
         {"id": 1, "name": "square", "supercategory": "shape"},
         {"id": 2, "name": "disc", "supercategory": "shape"},
     ]
@@ -227,6 +227,7 @@ def synth_coco(out: Path | str, seed: int = 0, n_train: int = 16, n_val: int = 8
             base = rng.randint(10, 40)
             img = Image.new("RGB", (w, h), (base, base, base))
             px = img.load()
+            assert px is not None  # a new in-memory image always has pixel access
             for _ in range(w * h // 8):  # sparse noise: images are not trivially flat
                 px[rng.randrange(w), rng.randrange(h)] = tuple(base + rng.randint(0, 25) for _ in range(3))
             draw = ImageDraw.Draw(img)

@@ -457,7 +457,7 @@ class SPViT(nn.Module):
         take, max_index = feature_take_indices(len(self.blocks), indices)
         self.blocks = self.blocks[: max_index + 1]
         if prune_norm:
-            self.norm = nn.Identity()
+            self.norm = nn.Identity()  # type: ignore[assignment]  # timm's own prune_intermediate_layers does the same
         if prune_head:
             self.reset_classifier(0)
         return take
