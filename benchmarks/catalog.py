@@ -5,7 +5,7 @@ range, headline, the synthetic data that smoke-tests it, and the identity of the
 The leaderboard, ``vitbench tasks``, ``vitbench validate`` and the CLI read only this module; a harness module
 (which imports torch) is imported only to run a task, through :func:`benchmarks.harness.load_harness`.
 
-Tasks with reported numbers but no harness yet (``imagenet-finetune``, ``davis2017-vos``...) are catalogued too,
+Tasks with reported numbers but no harness yet (``imagenet-finetune``, ``coco-dino-4scale``...) are catalogued too,
 with ``harness=None``, so the site can title them and knows each metric's direction.
 
 Adding a task is one harness module + one :func:`task` call below (+ a synthesizer in :mod:`benchmarks.synth`).

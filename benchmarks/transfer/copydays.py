@@ -33,12 +33,16 @@ def gem(patches: torch.Tensor, p: float, eps: float = 1e-6) -> torch.Tensor:
 
 
 class SquareDataset(Dataset):
-    """``(image [3, S, S], i)``: DINO's transform, ``Resize((S, S), bicubic)`` (no crop, aspect not kept),
-    ``ToTensor``, ``Normalize(mean, std)``."""
+    """``(image [3, S', S'], i)``: DINO's transform, ``Resize((S, S), bicubic)`` (no crop, aspect not kept),
+    ``ToTensor``, ``Normalize(mean, std)``; then cropped at the bottom/right to ``S' = S // m * m`` for a patch size
+    ``m`` that does not divide ``S`` (the pixels DINO's stride-``m`` patch convolution leaves out anyway)."""
 
-    def __init__(self, split: LabelledSplit, size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> None:
+    def __init__(
+        self, split: LabelledSplit, size: int, mean: tuple[float, ...], std: tuple[float, ...], multiple: int = 1
+    ) -> None:
         self.split = split
         self.size = size
+        self.keep = size // multiple * multiple
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
 
@@ -51,19 +55,20 @@ class SquareDataset(Dataset):
     def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
         img = load_rgb(self.split.paths[i]).resize((self.size, self.size), Image.Resampling.BICUBIC)
         x = torch.from_numpy(np.asarray(img, dtype=np.uint8).copy()).permute(2, 0, 1).float() / 255.0
-        return (x - self.mean) / self.std, i
+        return (x[:, : self.keep, : self.keep] - self.mean) / self.std, i
 
 
 def copy_features(encoder: Encoder, split: LabelledSplit, protocol: CopydaysProtocol, ctx: RunContext) -> np.ndarray:
     """``[N, 2 d]`` float32: CLS (or the patch mean without one) ++ GeM of the patch tokens, through the cache."""
     dc = encoder.data_config
-    dataset = SquareDataset(split, protocol.image_size, tuple(dc.mean), tuple(dc.std))
+    m = encoder.spec.size_divisor
+    dataset = SquareDataset(split, protocol.image_size, tuple(dc.mean), tuple(dc.std), multiple=m)
 
     def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
         token, patches = encoder.forward_last(x)
         return {"feat": torch.cat([token.float(), gem(patches, protocol.gem_p)], dim=1)}
 
-    desc = f"square{protocol.image_size}-bicubic-mean{tuple(dc.mean)}-std{tuple(dc.std)}"
+    desc = f"square{protocol.image_size}-bicubic-crop{m}-mean{tuple(dc.mean)}-std{tuple(dc.std)}"
     key = FeatureKey(encoder.identity.weights_id, split.fingerprint(), split.name, desc, f"cls+gem{protocol.gem_p}")
     arrays = extract(
         fn,

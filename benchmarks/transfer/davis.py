@@ -57,13 +57,21 @@ def frame_stats(encoder: Encoder, protocol: DavisProtocol) -> tuple[tuple[float,
 
 
 class FrameDataset(Dataset):
-    """``(frame [3, th, tw], t)``: DINO's ``read_frame`` (bilinear on the 8-bit frame, /255, mean/std)."""
+    """``(frame [3, th // m * m, tw // m * m], t)``: DINO's ``read_frame`` (bilinear on the 8-bit frame, /255,
+    mean/std), cropped at the bottom/right to a multiple ``m`` of the patch size: the pixels a stride-``m`` patch
+    convolution leaves out anyway (DINO's ViT floors the grid; timm's refuses sizes it does not divide)."""
 
     def __init__(
-        self, split: LabelledSplit, size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]
+        self,
+        split: LabelledSplit,
+        size: tuple[int, int],
+        mean: tuple[float, ...],
+        std: tuple[float, ...],
+        multiple: int = 1,
     ) -> None:
         self.split = split  # the feature cache names a failing batch by split.paths
         self.size = size
+        self.multiple = multiple
         self.mean = torch.tensor(mean, dtype=torch.float32)[:, None, None]
         self.std = torch.tensor(std, dtype=torch.float32)[:, None, None]
 
@@ -79,11 +87,13 @@ class FrameDataset(Dataset):
         if tuple(x.shape[2:]) != self.size:  # OpenCV's INTER_LINEAR: no antialias, result rounded to 8 bits
             x = F.interpolate(x, size=self.size, mode="bilinear", align_corners=False, antialias=False)
             x = x.round().clamp(0, 255)
-        return (x[0] / 255.0 - self.mean) / self.std, i
+        m = self.multiple
+        x = x[0, :, : x.shape[2] // m * m, : x.shape[3] // m * m]
+        return (x / 255.0 - self.mean) / self.std, i
 
 
-def transform_desc(size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...]) -> str:
-    return f"davis-frames-{size[0]}x{size[1]}-bilinear8bit-mean{tuple(mean)}-std{tuple(std)}"
+def transform_desc(size: tuple[int, int], mean: tuple[float, ...], std: tuple[float, ...], multiple: int) -> str:
+    return f"davis-frames-{size[0]}x{size[1]}-bilinear8bit-crop{multiple}-mean{tuple(mean)}-std{tuple(std)}"
 
 
 def sequence_features(
@@ -96,13 +106,18 @@ def sequence_features(
 ) -> np.ndarray:
     """``[T, d, h, w]`` fp16: the L2-normalised ``forward_last`` patch maps of every frame, through the cache."""
     split = LabelledSplit(root, f"davis-{seq.name}", (), seq.frames, np.arange(len(seq), dtype=np.int64))
-    dataset = FrameDataset(split, size, *stats)
+    multiple = encoder.spec.size_divisor
+    dataset = FrameDataset(split, size, *stats, multiple=multiple)
 
     def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"patches": F.normalize(encoder.forward_last(x)[1].float(), dim=1)}
 
     key = FeatureKey(
-        encoder.identity.weights_id, split.fingerprint(), split.name, transform_desc(size, *stats), "last-patches-l2"
+        encoder.identity.weights_id,
+        split.fingerprint(),
+        split.name,
+        transform_desc(size, *stats, multiple),
+        "last-patches-l2",
     )
     arrays = extract(
         fn,

@@ -31,7 +31,9 @@ class DavisProtocol(Protocol):
     - **Frames** (``read_frame``): resized so that the short side is ``short_side`` (480) and the long side is
       ``short_side * long / short`` floored to a multiple of ``long_multiple`` (64): 854 x 480 -> 832 x 480. DINO
       resizes with OpenCV's bilinear on the 8-bit image; we do the same resize in torch (bilinear, no antialias,
-      rounded to 8 bits), which can differ from OpenCV's fixed-point arithmetic by one grey level.
+      rounded to 8 bits), which can differ from OpenCV's fixed-point arithmetic by one grey level. Where the patch
+      size does not divide the frame (ViT-H/14: 480 / 14), the bottom/right remainder is cropped: the pixels DINO's
+      stride-p patch convolution leaves out anyway (its grid is floor(H / p) x floor(W / p)).
     - **stats** ``"dino"``: DINO's constants mean (0.485, 0.456, 0.406), std **(0.228**, 0.224, 0.225) for every
       encoder whose data config declares ImageNet's statistics; an encoder trained with other statistics (SGT,
       CLIP) keeps its own. ``"encoder"``: always the encoder's. The probe card records what was used.
@@ -83,7 +85,8 @@ class CopydaysProtocol(Protocol):
       (``jpegqual/<q>``, ``crops/<c>``, 1:1 with the originals in sorted order) are scored too when present, as
       ``mAP_<block>``; the headline ``mAP`` is ``strong`` (what DINO and SDSSL report).
     - **Images**: resized to ``image_size`` x ``image_size`` (320; a square resize, aspect ratio not kept), bicubic,
-      normalised with the encoder's mean/std (DINO's script: ImageNet's, which ImageNet-normalised encoders declare).
+      normalised with the encoder's mean/std (DINO's script: ImageNet's, which ImageNet-normalised encoders declare);
+      the bottom/right remainder a patch size leaves (320 / 14) cropped, as DINO's patch convolution ignores it.
     - **Features**: ``forward_last``: the CLS token concatenated with the GeM pooling (p = ``gem_p`` = 4, inputs
       clamped at 1e-6) of the patch tokens; for an encoder without CLS the patch mean stands in (the contract's
       probe token). GeM is computed in fp32; features are cached in fp16 like every frozen-feature task.

@@ -132,3 +132,19 @@ def test_smoke_run_writes_a_valid_record(copydays: Path, tmp_path: Path, capsys:
     assert rec["dataset"]["splits"]["distractors"] == 24
     assert main(["validate", str(path)]) == 0
     capsys.readouterr()
+
+
+def test_an_encoder_without_cls_uses_the_patch_mean(copydays: Path, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+    """SelfPatch has no CLS: the contract's probe token (the patch mean) stands in, next to the GeM."""
+    from benchmarks.catalog import get_task
+    from benchmarks.harness import RunContext
+    from benchmarks.transfer.copydays import CopydaysHarness, CopydaysProtocol
+    from methods import build_encoder
+    from tests.methods._official import shrink
+
+    shrink(monkeypatch, "selfpatch", "vits16", embed_dim=64, depth=2, num_heads=4)
+    enc = build_encoder("selfpatch", "vits16", weights="random")
+    spec = get_task("copydays-copy-detection")
+    ctx = RunContext(task=spec, encoder=enc, data_root=copydays, work_dir=tmp_path, progress=False)
+    out = CopydaysHarness(spec).run(ctx, CopydaysProtocol.smoke())
+    assert out.probe["feature_dim"] == 128 and 0 < out.metrics["mAP"] <= 100

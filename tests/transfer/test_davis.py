@@ -191,3 +191,20 @@ def test_harness_refuses_multiband_encoders(davis: Path, tmp_path: Path) -> None
     ctx = RunContext(task=get_task("davis2017-vos"), encoder=enc, data_root=davis, work_dir=tmp_path, progress=False)
     with pytest.raises(DataError, match="DAVIS frames are RGB, but the encoder expects bands"):
         DavisHarness(get_task("davis2017-vos")).run(ctx, DavisProtocol.smoke())
+
+
+@pytest.mark.parametrize(("method", "variant"), [("selfpatch", "vits16"), ("mae", "vith14")])
+def test_other_vits_run_through_the_contract(
+    method: str, variant: str, davis: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """SelfPatch has no CLS and no final norm; MAE ViT-H/14's patch does not divide the 128 x 192 frames (a 9 x 13
+    grid, upsampled to 126 x 182, then resized to the frame): both through forward_last only, at tiny widths."""
+    from tests.methods._official import shrink
+
+    shrink(monkeypatch, method, variant, embed_dim=64, depth=2, num_heads=4)
+    enc = build_encoder(method, variant, weights="random")
+    ctx = RunContext(task=get_task("davis2017-vos"), encoder=enc, data_root=davis, work_dir=tmp_path, progress=False)
+    out = DavisHarness(get_task("davis2017-vos")).run(ctx, DavisProtocol.smoke())
+    assert 0 < out.metrics["J_mean"] <= 100 and 0 < out.metrics["F_mean"] <= 100
+    pred = read_indexed(Path(out.extra["predictions"]) / "synth-shapes-0" / "00004.png")
+    assert pred.shape == (128, 224) and set(np.unique(pred)) <= {0, 1, 2}
