@@ -218,8 +218,9 @@ def segment_sequence(
     """Label maps ``[H, W]`` for frames 1..T-1 from ``feats [T, d, h, w]`` and the one-hot ``first [C, h, w]``."""
     _, d, h, w = feats.shape
 
-    def frame(t: int) -> torch.Tensor:  # [hw, d]
-        return torch.from_numpy(np.asarray(feats[t], dtype=np.float32)).to(device).reshape(d, h * w).T
+    def frame(t: int) -> torch.Tensor:  # [hw, d], normalised again after the fp16 round trip (DINO normalises here)
+        x = torch.from_numpy(np.asarray(feats[t], dtype=np.float32)).to(device).reshape(d, h * w).T
+        return F.normalize(x, dim=1)
 
     window = neighbourhood(h, w, protocol.size_mask_neighborhood, device) if protocol.size_mask_neighborhood else None
     first_feat, first_seg = frame(0), first.to(device).reshape(first.shape[0], h * w)
