@@ -56,7 +56,7 @@ class QueryBlock:
 class CopydaysData:
     root: Path
     originals: LabelledSplit
-    queries: tuple[QueryBlock, ...]  # strong first, then the optional blocks present, in DINO's order
+    queries: tuple[QueryBlock, ...]  # strong first, then original and the optional blocks present, in DINO's order
     distractors: LabelledSplit
     whitening: LabelledSplit | None
 
@@ -69,7 +69,7 @@ class CopydaysData:
         return out
 
 
-def _split(root: Path, folder: Path, name: str, paths: list[Path]) -> LabelledSplit:
+def _split(root: Path, name: str, paths: list[Path]) -> LabelledSplit:
     return LabelledSplit(root, name, (), tuple(paths), np.arange(len(paths), dtype=np.int64))
 
 
@@ -80,7 +80,7 @@ def _block(root: Path, name: str) -> LabelledSplit:
     paths = sorted(p for p in folder.iterdir() if p.name.endswith(".jpg"))
     if not paths:
         raise DataError(f"{folder}: no .jpg images in this Copydays block")
-    return _split(root, folder, name, paths)
+    return _split(root, name, paths)
 
 
 def _image_folder(root: Path, name: str, what: str) -> LabelledSplit:
@@ -90,7 +90,7 @@ def _image_folder(root: Path, name: str, what: str) -> LabelledSplit:
     paths = sorted(p for p in folder.iterdir() if p.name.split(".")[-1] in IMAGE_EXTENSIONS)
     if not paths:
         raise DataError(f"{folder}: no images in the {what} folder")
-    return _split(root, folder, name, paths)
+    return _split(root, name, paths)
 
 
 def scan_copydays(root: Path | str, whitening: bool = True) -> CopydaysData:
@@ -110,7 +110,9 @@ def scan_copydays(root: Path | str, whitening: bool = True) -> CopydaysData:
                 "(a strong copy is named after its original)"
             )
         positives.append(pos)
-    blocks = [QueryBlock("strong", strong, tuple(positives))]
+    # DINO queries every block, the originals themselves included (each finds itself: a sanity check).
+    identity = tuple((i,) for i in range(len(originals)))
+    blocks = [QueryBlock("strong", strong, tuple(positives)), QueryBlock("original", originals, identity)]
     for name in OPTIONAL_BLOCKS:
         if not (root / name).is_dir():
             continue
@@ -119,7 +121,7 @@ def scan_copydays(root: Path | str, whitening: bool = True) -> CopydaysData:
             raise DataError(
                 f"{root / name}: {len(block)} images, but its copies map 1:1 onto the {len(originals)} originals"
             )
-        blocks.append(QueryBlock(name, block, tuple((i,) for i in range(len(block)))))
+        blocks.append(QueryBlock(name, block, identity))
     distractors = _image_folder(root, "distractors", "distractor")
     whit = _image_folder(root, "whitening", "whitening") if whitening else None
     return CopydaysData(root, originals, tuple(blocks), distractors, whit)

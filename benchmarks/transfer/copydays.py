@@ -107,10 +107,12 @@ class CopydaysHarness(Harness):
         bands = encoder.data_config.band_order
         if bands is not None and tuple(bands) != RGB:
             raise DataError(f"Copydays images are RGB, but the encoder expects bands {list(bands)}")
-        database = np.concatenate(
-            [copy_features(encoder, s, protocol, ctx) for s in (data.originals, data.distractors)]
-        )
-        queries = {q.name: copy_features(encoder, q.images, protocol, ctx) for q in data.queries}
+        originals = copy_features(encoder, data.originals, protocol, ctx)
+        database = np.concatenate([originals, copy_features(encoder, data.distractors, protocol, ctx)])
+        queries = {
+            q.name: originals if q.name == "original" else copy_features(encoder, q.images, protocol, ctx)
+            for q in data.queries
+        }
         feature_dim = int(database.shape[1])
         whitening = None
         if data.whitening is not None:

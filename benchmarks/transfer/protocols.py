@@ -81,9 +81,9 @@ class CopydaysProtocol(Protocol):
 
     - **Data**: queries are the ``strong`` block (229 images; a query's positives are the originals whose file name
       shares its first 4 characters); the database is the 157 ``original`` images plus the distractors (DINO: 10k
-      random YFCC100M images). The whitening set is another 20k YFCC100M images. The other Copydays blocks
-      (``jpegqual/<q>``, ``crops/<c>``, 1:1 with the originals in sorted order) are scored too when present, as
-      ``mAP_<block>``; the headline ``mAP`` is ``strong`` (what DINO and SDSSL report).
+      random YFCC100M images). The whitening set is another 20k YFCC100M images. DINO queries the other blocks too:
+      the originals themselves and, when present, ``jpegqual/<q>`` and ``crops/<c>`` (1:1 with the originals in
+      sorted order), recorded as ``mAP_<block>``; the headline ``mAP`` is ``strong`` (what DINO and SDSSL report).
     - **Images**: resized to ``image_size`` x ``image_size`` (320; a square resize, aspect ratio not kept), bicubic,
       normalised with the encoder's mean/std (DINO's script: ImageNet's, which ImageNet-normalised encoders declare);
       the bottom/right remainder a patch size leaves (320 / 14) cropped, as DINO's patch convolution ignores it.

@@ -90,7 +90,7 @@ def test_layout_scan(copydays: Path) -> None:
     assert strong.name == "strong" and len(strong.images) == 12 and len(data.originals) == 8
     names = [p.name for p in strong.images.paths]
     assert strong.positives[names.index("200301.jpg")] == (3,)  # 2003xx -> original 200300.jpg
-    assert [q.metric for q in data.queries] == ["mAP", "mAP_jpegqual_50"]
+    assert [q.metric for q in data.queries] == ["mAP", "mAP_original", "mAP_jpegqual_50"]
     assert data.sizes() == {"original": 8, "strong": 12, "jpegqual/50": 8, "distractors": 24, "whitening": 40}
 
 
@@ -125,9 +125,10 @@ def test_smoke_run_writes_a_valid_record(copydays: Path, tmp_path: Path, capsys:
     assert main([*argv, "--weights", "random", "--smoke", "--out", str(out)]) == 0
     path = out / "runs" / "copydays-copy-detection" / "dino" / "vits16__seed0.json"
     rec = json.loads(path.read_text())
-    assert rec["track"] == "smoke" and set(rec["metrics"]) == {"mAP", "mAP_jpegqual_50"}
+    assert rec["track"] == "smoke" and set(rec["metrics"]) == {"mAP", "mAP_original", "mAP_jpegqual_50"}
     # Chance: a random ranking of the 32-image database finds a positive in the top 20 at ~rank 10 (AP ~ 0.1).
-    assert rec["metrics"]["mAP"] > 40 and rec["metrics"]["mAP_jpegqual_50"] > 80, rec["metrics"]
+    m = rec["metrics"]
+    assert m["mAP"] > 40 and m["mAP_jpegqual_50"] > 80 and m["mAP_original"] == 100.0, m
     assert rec["probe"]["feature_dim"] == 2 * 384 and rec["probe"]["whitening"]["dims"] == 16  # CLS ++ GeM
     assert rec["dataset"]["splits"]["distractors"] == 24
     assert main(["validate", str(path)]) == 0
