@@ -5,7 +5,7 @@ range, headline, the synthetic data that smoke-tests it, and the identity of the
 The leaderboard, ``vitbench tasks``, ``vitbench validate`` and the CLI read only this module; a harness module
 (which imports torch) is imported only to run a task, through :func:`benchmarks.harness.load_harness`.
 
-Tasks with reported numbers but no harness yet (``imagenet-finetune``, ``davis2017-vos``...) are catalogued too,
+Tasks with reported numbers but no harness yet (``imagenet-finetune``, ``coco-dino-4scale``...) are catalogued too,
 with ``harness=None``, so the site can title them and knows each metric's direction.
 
 Adding a task is one harness module + one :func:`task` call below (+ a synthesizer in :mod:`benchmarks.synth`).
@@ -22,6 +22,7 @@ from benchmarks.classification.protocols import KnnProtocol, LinearProtocol, Per
 from benchmarks.dense.protocols import CocoCascade3xProtocol, CocoDetProtocol, CocoMaskRcnn3xProtocol
 from benchmarks.protocol import Protocol
 from benchmarks.records import MetricMeta
+from benchmarks.transfer.protocols import CopydaysProtocol, DavisProtocol
 from methods._names import Registry
 from methods.errors import VitbenchError
 
@@ -184,6 +185,20 @@ COCO_2017 = DataIdentity(
     source="COCO 2017 instances (train 118,287 images; val 5,000 images; 80 categories)",
 )
 
+DAVIS_2017_VAL = DataIdentity(
+    name="davis-2017-val",
+    splits={"val": 30},
+    source="DAVIS 2017 semi-supervised, ImageSets/2017/val.txt: 30 sequences (480p)",
+)
+COPYDAYS_STRONG = DataIdentity(
+    name="copydays-strong+yfcc100m",
+    splits={"original": 157, "strong": 229, "distractors": 10_000, "whitening": 20_000},
+    source=(
+        "INRIA Copydays: 157 originals, 229 'strong' copies (DINO eval_copy_detection.py block sizes); 10k + 20k "
+        "random YFCC100M images as distractors and whitening set (DINO README)"
+    ),
+)
+
 _COCO_METRICS = {f"{t}_{s}": PCT for t in ("bbox", "segm") for s in ("AP", "AP50", "AP75", "APs", "APm", "APl")}
 _CLS = "classification"
 
@@ -297,18 +312,41 @@ task(TaskSpec("ade20k-semfpn-40k", "ADE20K Semantic FPN, 40k iterations", "dense
 task(TaskSpec("ade20k-upernet-160k", "ADE20K UperNet, 160k iterations", "dense", "mIoU", _SEG))
 task(
     TaskSpec(
-        "davis2017-vos",
-        "DAVIS-2017 video object segmentation (label propagation)",
-        "dense",
-        "JF_mean",
-        {"JF_mean": PCT, "J_mean": PCT, "F_mean": PCT},
+        id="davis2017-vos",
+        title="DAVIS-2017 video object segmentation (label propagation)",
+        group="dense",
+        headline="JF_mean",
+        metrics={"JF_mean": PCT, "J_mean": PCT, "F_mean": PCT},
+        protocol=DavisProtocol,
+        harness="benchmarks.transfer.davis:DavisHarness",
+        synth_kind="davis",
+        dataset_kind="davis",
+        data=DAVIS_2017_VAL,
+        description="DINO's label propagation of the first-frame masks on frozen patch features; J, F, J&F on val.",
     )
 )
 task(TaskSpec("bigearthnet-linear", "BigEarthNet-MM linear probe (multi-label)", "transfer", "mAP", {"mAP": PCT}))
 task(TaskSpec("voc-partial", "VOC2007 multi-label recognition with partial labels", "transfer", "mAP", {"mAP": PCT}))
 task(TaskSpec("coco-partial", "MS-COCO multi-label recognition with partial labels", "transfer", "mAP", {"mAP": PCT}))
 task(TaskSpec("nuswide-zsl", "NUS-WIDE zero-shot multi-label recognition", "transfer", "mAP", {"mAP": PCT}))
-task(TaskSpec("copydays-copy-detection", "Copydays copy detection", "transfer", "mAP", {"mAP": PCT}))
+task(
+    TaskSpec(
+        id="copydays-copy-detection",
+        title="Copydays copy detection",
+        group="transfer",
+        headline="mAP",
+        metrics={"mAP": PCT, r"^mAP_[a-z]+(_\d+)?$": PCT},
+        protocol=CopydaysProtocol,
+        harness="benchmarks.transfer.copydays:CopydaysHarness",
+        synth_kind="copydays",
+        dataset_kind="copydays",
+        data=COPYDAYS_STRONG,
+        description=(
+            "DINO's copy detection: CLS + GeM patch features, whitened on 20k YFCC images, 'strong' queries against "
+            "the originals + 10k YFCC distractors; mAP."
+        ),
+    )
+)
 task(
     TaskSpec(
         "backdoor-htba",

@@ -12,6 +12,8 @@ SYNTH.register("imagefolder", "benchmarks.data.imagefolder:synth_imagefolder")
 SYNTH.register("multilabel", "benchmarks.data.table:synth_multilabel")
 SYNTH.register("multiband", "benchmarks.data.table:synth_multiband")
 SYNTH.register("coco", "benchmarks.data.coco:synth_coco")
+SYNTH.register("davis", "benchmarks.data.davis:synth_davis")
+SYNTH.register("copydays", "benchmarks.data.copydays:synth_copydays")
 
 
 def synth(kind: str, out: Path | str, seed: int = 0) -> Path:

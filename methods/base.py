@@ -186,6 +186,8 @@ class Encoder(nn.Module):
     - :meth:`forward_probe` ``[B, C, H, W] -> ([B, K, d], [B, K, d])``: per requested block, the probe token
       (normalised CLS, or the patch mean when there is no CLS) and the mean of the normalised patch tokens.
     - :meth:`forward_tokens` ``[B, C, H, W] -> [B, n_last, d]``: the DINO "CLS of the last n blocks".
+    - :meth:`forward_last` ``[B, C, H, W] -> ([B, d], [B, d, H/r, W/r])``: the last block after the final norm, as
+      probe token and patch map (DINO's video segmentation and copy detection features).
     """
 
     def __init__(
@@ -259,6 +261,24 @@ class Encoder(nn.Module):
         """``[B, C, H, W] -> [B, n_last, d]``: the probe token of each of the last ``n_last`` blocks."""
         blocks = list(range(self.spec.num_blocks - n_last, self.spec.num_blocks))
         return self.forward_probe(x, blocks)[0]
+
+    def forward_last(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``[B, C, H, W] -> (token [B, d], patches [B, d, H/r, W/r])``: the last block's output after the final norm
+        (DINO's ``get_intermediate_layers(x, n=1)``), split into the probe token (CLS, or the patch mean without
+        one) and the patch-token map, in one pass. Any input size the encoder takes: plain ViTs resample their
+        position table to the input's grid (``dynamic_img_size``). Hierarchical/CNN: the last stage and its mean."""
+        last = [self.spec.num_blocks - 1]
+        if self.spec.family != "vit":
+            (fmap,) = self.model.forward_intermediates(x, indices=last, output_fmt="NCHW", intermediates_only=True)
+            return fmap.mean(dim=(2, 3)), fmap
+        with_prefix = self.spec.num_prefix_tokens > 0  # timm returns bare tensors when there are none
+        (out,) = self.model.forward_intermediates(
+            x, indices=last, norm=True, output_fmt="NCHW", return_prefix_tokens=with_prefix, intermediates_only=True
+        )
+        patches, prefix = out if with_prefix else (out, None)
+        if self.spec.probe_pool == "token" and prefix is not None:
+            return prefix[:, 0], patches
+        return patches.mean(dim=(2, 3)), patches
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_global(x)
