@@ -5,6 +5,7 @@ never calls, so its lists stay empty), and Grad-CAM's feature map, both in the a
 from __future__ import annotations
 
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -100,7 +101,7 @@ def test_hooked_map_is_the_blocks_softmax(monkeypatch: pytest.MonkeyPatch) -> No
     enc = build_encoder("deit", "deits16", weights="random")
     x = torch.randn(1, 3, 32, 32)
     _, maps = enc.attention_maps(x)
-    m = enc.model
+    m: Any = enc.model
     tokens = m.blocks[0].norm1(m.norm_pre(m._pos_embed(m.patch_embed(x))))  # [1, 5, 32]
     q, k, _ = m.blocks[0].attn.qkv(tokens).reshape(1, 5, 3, 2, 16).permute(2, 0, 3, 1, 4)
     by_hand = F.softmax(q @ k.transpose(-2, -1) / 16**0.5, dim=-1)
