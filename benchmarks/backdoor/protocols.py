@@ -21,8 +21,9 @@ Where vitbench differs from [BT] (each would change numbers; all are bugs or amb
 - Rollout: [BT] pairs block *i*'s attention with the gradient of block *L-1-i* (backward hooks append in reverse
   order) and divides column *j* by row sum *j* (``a / a.sum(dim=-1)`` on ``[1, N, N]``); here each block's map is
   weighted by its own gradient and ``(A + I) / 2`` is row-normalised, as the method states.
-- [BT]'s defense script never fills its attention lists (timm's fused attention skips the hooked ``attn_drop``);
-  here fused attention is switched off while maps are recorded (:meth:`methods.base.Encoder.attention_maps`).
+- Hooks: [BT]'s defense script ends with empty attention lists (its issue #4), and with timm's fused attention
+  (timm >= 0.9) a hook on ``attn_drop`` never fires at all; here fused attention is switched off while maps are
+  recorded (:meth:`methods.base.Encoder.attention_maps`), and a test checks that every block's hook fires.
 - Evaluation trigger positions: [BT] reseeds ``random.seed(1)`` per batch (every batch reuses one sequence of
   positions); here each test image gets its own position from the run's seed (recorded with the run).
 - The victim head is the one after the last epoch; [BT] keeps the epoch with the best accuracy *on the test set*.

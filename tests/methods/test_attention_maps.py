@@ -1,6 +1,6 @@
 """The explanation half of the Encoder contract, over every registered adapter: per-block attention maps whose hooks
-fire (UCDvision/backdoor_transformer's defense script registers its rollout hooks on modules that fused attention
-never calls, so its lists stay empty), and Grad-CAM's feature map, both in the autograd graph of forward_global."""
+fire (UCDvision/backdoor_transformer's defense ends with empty attention lists, and with fused attention a hook on
+``attn_drop`` never fires), and Grad-CAM's feature map, both in the autograd graph of forward_global."""
 
 from __future__ import annotations
 
