@@ -22,7 +22,11 @@ from methods.errors import VitbenchError
 
 
 def gradient_rollout(
-    maps: list[torch.Tensor], grads: list[torch.Tensor], discard_ratio: float, num_prefix_tokens: int
+    maps: list[torch.Tensor],
+    grads: list[torch.Tensor],
+    discard_ratio: float,
+    num_prefix_tokens: int,
+    cls_output: bool = True,
 ) -> torch.Tensor:
     """Relevance of each patch token for the output, ``[B, N_patches]``, from per-block attention
     ``maps[l]`` and its gradient ``grads[l]`` (``[B, heads, n_l, n_l]``, blocks in forward order).
@@ -30,8 +34,9 @@ def gradient_rollout(
     Per block: ``A = mean_heads(attention * gradient)``, negatives clipped to 0, the ``discard_ratio`` lowest
     entries of each image's ``n x n`` matrix set to 0; ``(A + I) / 2`` row-normalised; rolled out as
     ``R = A_L ... A_1``. A block that ran on the patch tokens only (SP-ViT's blocks before its CLS token joins) is
-    placed in the patch part of the full matrix, its prefix rows left to the identity. The output row is the first
-    prefix token's (the CLS token: ``R[:, 0, P:]``), or the mean over all rows for encoders without one.
+    placed in the patch part of the full matrix, its prefix rows left to the identity. The output row is the CLS
+    token's (``R[:, 0, P:]``) when the embedding is the CLS token (``cls_output`` and a prefix token), else the
+    mean of the patch rows (the embedding pools the patch tokens): ``R[:, P:, P:].mean(1)``.
     """
     n = max(m.shape[-1] for m in maps)
     b = maps[0].shape[0]
@@ -48,9 +53,8 @@ def gradient_rollout(
         full[:, n - m :, n - m :] = flat.view(b, m, m)
         a = (full + eye) / 2
         result = (a / a.sum(dim=-1, keepdim=True)) @ result
-    if num_prefix_tokens:
-        return result[:, 0, num_prefix_tokens:]
-    return result.mean(dim=1)
+    p = num_prefix_tokens
+    return result[:, 0, p:] if cls_output and p else result[:, p:, p:].mean(dim=1)
 
 
 def gradcam(fmap: torch.Tensor, grad: torch.Tensor) -> torch.Tensor:
@@ -76,7 +80,10 @@ def saliency(
             logits = head(g.float())
             top = logits.argmax(dim=1)
             grads = torch.autograd.grad(logits.gather(1, top[:, None]).sum(), maps)
-            rel = gradient_rollout(maps, list(grads), discard_ratio, encoder.spec.num_prefix_tokens)
+            spec = encoder.spec
+            rel = gradient_rollout(
+                maps, list(grads), discard_ratio, spec.num_prefix_tokens, spec.global_pool == "token"
+            )
             h, w = x.shape[-2] // encoder.spec.size_divisor, x.shape[-1] // encoder.spec.size_divisor
             small = rel.reshape(-1, h, w)
         elif method == "gradcam":

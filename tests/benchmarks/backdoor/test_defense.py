@@ -42,7 +42,7 @@ def test_rollout_clips_negatives_and_normalises_rows() -> None:
     """One layer, nothing discarded: fused ``[[.5, .3, .2], [.1, .6, -.3 -> 0], [.25, .15, .6]]``;
     ``(A + I) / 2 = [[.75, .15, .1], [.05, .8, 0], [.125, .075, .8]]`` with row sums (1, .85, 1). With a CLS token
     the output is its row's patches (.15, .1); without a prefix token (all 3 tokens are patches) it is the mean of
-    the normalised rows."""
+    the normalised rows; with a CLS token that the embedding does not use, the mean of the patch rows."""
     neg = [[2.0] * 3 for _ in range(3)]
     neg[1][2] = -2.0
     a, g = _heads([[0.5, 0.3, 0.2], [0.1, 0.6, 0.3], [0.25, 0.15, 0.6]], neg)
@@ -50,6 +50,9 @@ def test_rollout_clips_negatives_and_normalises_rows() -> None:
     mean = gradient_rollout([a], [g], 0.0, 0)
     rows = torch.tensor([[0.75, 0.15, 0.1], [0.05 / 0.85, 0.8 / 0.85, 0.0], [0.125, 0.075, 0.8]])
     torch.testing.assert_close(mean, rows.mean(0, keepdim=True), atol=1e-6, rtol=0)
+    # A CLS token whose embedding is not the output (avg-pooled patches, MFM): the mean of the patch rows.
+    pooled = gradient_rollout([a], [g], 0.0, 1, cls_output=False)
+    torch.testing.assert_close(pooled, rows[1:, 1:].mean(0, keepdim=True), atol=1e-6, rtol=0)
 
 
 def test_rollout_places_a_patch_only_block_under_the_prefix() -> None:
