@@ -18,6 +18,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from benchmarks.backdoor.protocols import BadNetsProtocol, HtbaProtocol
 from benchmarks.classification.protocols import KnnProtocol, LinearProtocol, PerLayerProtocol
 from benchmarks.dense.protocols import CocoCascade3xProtocol, CocoDetProtocol, CocoMaskRcnn3xProtocol
 from benchmarks.protocol import Protocol
@@ -152,9 +153,14 @@ METRIC_ORDER: tuple[str, ...] = (
     "JF_mean",
     "J_mean",
     "F_mean",
+    # backdoor tasks (BackdoorBench names), before and after the test-time blocking defense
     "asr",
     "asr_blocked",
-    "clean_top1",
+    "clean_acc",
+    "clean_acc_blocked",
+    "robust_acc",
+    "robust_acc_blocked",
+    "asr_unpatched",
     "FID",
     "IS",
 )
@@ -347,13 +353,48 @@ task(
         ),
     )
 )
+_BACKDOOR = {
+    "clean_acc": PCT,
+    "asr": LOWER_PCT,
+    "robust_acc": PCT,
+    "clean_acc_blocked": PCT,
+    "asr_blocked": LOWER_PCT,
+    "robust_acc_blocked": PCT,
+}
 task(
     TaskSpec(
-        "backdoor-htba",
-        "Hidden-trigger backdoor attack on a frozen backbone + linear head",
-        "robustness",
-        "asr",
-        {"asr": LOWER_PCT, "asr_blocked": LOWER_PCT, "clean_top1": PCT},
+        id="backdoor-htba",
+        title="Hidden-trigger backdoor attack on a frozen backbone + linear head",
+        group="robustness",
+        headline="asr",
+        metrics={**_BACKDOOR, "asr_unpatched": LOWER_PCT},
+        protocol=HtbaProtocol,
+        harness="benchmarks.backdoor.harness:HtbaHarness",
+        synth_kind="imagefolder",
+        dataset_kind="imagefolder",
+        data=IMAGENET_1K,
+        description=(
+            "HTBA clean-label poisons (PGD through the frozen encoder, L-inf 16/255) for 10 source->target pairs; "
+            "ASR on triggered source images, before and after attention-rollout blocking."
+        ),
+    )
+)
+task(
+    TaskSpec(
+        id="backdoor-badnets",
+        title="BadNets visible-patch backdoor on a frozen backbone + linear head",
+        group="robustness",
+        headline="asr",
+        metrics=_BACKDOOR,
+        protocol=BadNetsProtocol,
+        harness="benchmarks.backdoor.harness:BadNetsHarness",
+        synth_kind="imagefolder",
+        dataset_kind="imagefolder",
+        data=IMAGENET_1K,
+        description=(
+            "10% of train relabelled to one target with a visible trigger; ASR on triggered non-target images, "
+            "before and after the test-time blocking defense."
+        ),
     )
 )
 task(TaskSpec("coco-t2i-zeroshot", "MS-COCO text-to-image, zero-shot", "generation", "FID", {"FID": FID}))

@@ -188,6 +188,8 @@ class Encoder(nn.Module):
     - :meth:`forward_tokens` ``[B, C, H, W] -> [B, n_last, d]``: the DINO "CLS of the last n blocks".
     - :meth:`forward_last` ``[B, C, H, W] -> ([B, d], [B, d, H/r, W/r])``: the last block after the final norm, as
       probe token and patch map (DINO's video segmentation and copy detection features).
+    - :meth:`attention_maps` / :meth:`forward_cam`: ``forward_global`` plus what an explanation weighs by gradients
+      (per-block attention probabilities of token-attention encoders; the final feature map for Grad-CAM).
     """
 
     def __init__(
@@ -279,6 +281,65 @@ class Encoder(nn.Module):
         if self.spec.probe_pool == "token" and prefix is not None:
             return prefix[:, 0], patches
         return patches.mean(dim=(2, 3)), patches
+
+    # Explanations (gradient-weighted attention rollout, Grad-CAM) ---------------------------------------------
+    def _attention_modules(self) -> list[nn.Module]:
+        """Modules whose ``attn_drop`` child receives the attention probabilities (timm's convention, followed by
+        every token-attention architecture here). Only plain ViTs have token attention over the whole image:
+        hierarchical encoders' window attention is not a map over the image's tokens."""
+        if self.spec.family != "vit":
+            return []
+        return [m for m in self.model.modules() if isinstance(getattr(m, "attn_drop", None), nn.Module)]
+
+    @property
+    def has_token_attention(self) -> bool:
+        """Whether :meth:`attention_maps` applies (otherwise explain the encoder with :meth:`forward_cam`)."""
+        return bool(self._attention_modules())
+
+    def attention_maps(self, x: torch.Tensor) -> tuple[torch.Tensor, list[torch.Tensor]]:
+        """``(forward_global(x) [B, D], maps)``: ``maps`` holds, per attention block in the order they ran, the
+        attention probabilities ``[B, heads, N_q, N_k]`` (rows sum to 1; ``N`` = the tokens that block sees, so a
+        block that runs before the CLS token joins has no prefix row).
+
+        Forward hooks on each attention module's ``attn_drop`` record the probabilities it passes on; fused attention
+        (``fused_attn``, which never materialises the probabilities, so hooks there would never fire) is switched
+        off for this call only. The maps stay in the autograd graph: with ``x.requires_grad_()``,
+        ``torch.autograd.grad(score, maps)`` gives the gradients that gradient-weighted rollout multiplies them by.
+        """
+        modules = self._attention_modules()
+        if not modules:
+            raise ValueError(f"{self!r} ({self.spec.family}) has no token attention; explain it with forward_cam")
+        maps: list[torch.Tensor] = []
+        handles = [m.attn_drop.register_forward_hook(lambda _m, _i, out: maps.append(out)) for m in modules]
+        fused = [(m, m.fused_attn) for m in modules if hasattr(m, "fused_attn")]
+        try:
+            for m, _ in fused:
+                m.fused_attn = False
+            g = self.forward_global(x)
+        finally:
+            for h in handles:
+                h.remove()
+            for m, was in fused:
+                m.fused_attn = was
+        if len(maps) != len(modules):
+            raise RuntimeError(f"{self!r}: {len(maps)} of {len(modules)} attention hooks fired")
+        return g, maps
+
+    def forward_cam(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """``(forward_global(x) [B, D], fmap [B, C, h, w])`` in one graph: ``fmap`` is the final feature map the
+        global embedding is computed from (Grad-CAM's activations); token outputs are reshaped to the patch grid
+        ``(H / spec.size_divisor, W / spec.size_divisor)`` without their prefix tokens. A CLS-token embedding
+        (``spec.global_pool == "token"``) does not depend on the final patch tokens, so their gradient is 0:
+        explain such encoders with :meth:`attention_maps`."""
+        feats = self.model.forward_features(x)
+        fmap = feats
+        if feats.ndim == 3:  # [B, P + h*w, D]: the map is the patch tokens; the head reads them back from it
+            h, w = x.shape[-2] // self.spec.size_divisor, x.shape[-1] // self.spec.size_divisor
+            n_prefix = feats.shape[1] - h * w
+            fmap = feats[:, n_prefix:].transpose(1, 2).reshape(feats.shape[0], -1, h, w)
+            feats = torch.cat([feats[:, :n_prefix], fmap.flatten(2).transpose(1, 2)], dim=1)
+        g = self.global_head(feats) if self.global_head is not None else self.model.forward_head(feats, pre_logits=True)
+        return g, fmap
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_global(x)

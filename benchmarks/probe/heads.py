@@ -138,19 +138,25 @@ def train_head_grid(
     seed: int,
     device: str,
     progress: bool = True,
+    *,
+    schedule: str = "cosine",
+    scale_lr: bool = True,
 ) -> dict[str, torch.nn.Linear]:
     """Train one linear head per (recipe in ``feats``, lr); return them keyed ``"<recipe>@lr=<lr>"``.
 
     ``feats[recipe]`` is ``[N, D_recipe]``; ``targets`` ``[N]`` (single) or ``[N, C]`` (multi). ``target`` may
     be a class count, meaning a single-label CE target. Learning rates are scaled by ``batch_size / 256``
-    (DINO's rule); the schedule is cosine per iteration; heads start from N(0, 0.01), bias 0.
+    (DINO's rule; ``scale_lr=False`` takes them as given); the schedule is cosine per iteration (``"constant"``:
+    none); heads start from N(0, 0.01), bias 0.
     """
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule {schedule!r}: expected 'cosine' or 'constant'")
     if isinstance(target, int):
         target = Target("single", target)
     num_classes = target.num_classes
     gen = torch.Generator().manual_seed(seed)
     n = targets.shape[0]
-    scaled = torch.tensor([lr * batch_size / 256 for lr in lrs], device=device)
+    scaled = torch.tensor([lr * batch_size / 256 if scale_lr else lr for lr in lrs], device=device)
     heads = {}
     for recipe, x in feats.items():
         w = torch.nn.Linear(x.shape[1], len(lrs) * num_classes).to(device)
@@ -160,7 +166,11 @@ def train_head_grid(
     params = [p for w in heads.values() for p in w.parameters()]
     opt = torch.optim.SGD(params, lr=1.0, momentum=momentum)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch, eta_min=0)
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch, eta_min=0)
+        if schedule == "cosine"
+        else torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0)
+    )
     y_all = targets.to(device)
     with progress_bar(total=epochs, desc="train heads", enabled=progress, unit="epoch") as bar:
         for _ in range(epochs):
