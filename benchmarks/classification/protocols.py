@@ -32,7 +32,9 @@ class LinearProtocol(Protocol):
     Recipes are CLS of the last ``n`` blocks for each ``n`` in ``n_last_blocks``, each with and without the
     avg-pooled patch tokens of the last block. Which blocks exist is the encoder's: a hierarchical encoder exposes
     only its last stage at the probe width, so recipes with ``n`` > 1 are not built for it (the probe card lists the
-    recipes trained). Heads train on 1 - ``holdout_fraction`` of train, the best hold-out top-1 is selected.
+    recipes trained). Heads train on 1 - ``holdout_fraction`` of train, the best hold-out top-1 is selected, and
+    its last-epoch weights are evaluated on val. Not DINO's ``eval_linear.py`` protocol (``linear-dino``): no
+    augmentation, a grid instead of one lr, 90 % of train, last epoch instead of the best epoch on val.
     """
 
     NAME: ClassVar[str] = "linear-grid"

@@ -120,3 +120,12 @@ def test_smoke_run_recomputes_features_every_epoch_and_resumes(
     resumed, images = run(tmp_path / "b")
     assert images == (epochs - 1) * (n_train + n_val)  # epoch 1 came from the checkpoint
     assert resumed.extra["history"] == history and resumed.metrics == full.metrics
+
+
+def test_linear_probe_card_states_how_it_differs_from_dino() -> None:
+    from benchmarks.classification.linear import differences_from_dino
+    from benchmarks.classification.protocols import LinearProtocol
+
+    text = " ".join(differences_from_dino(LinearProtocol()))
+    assert "no augmentation" in text and "90% of train" in text and "10% (per class)" in text
+    assert "last-epoch weights" in text and "13 base lrs" in text and "no refit" in text
