@@ -25,6 +25,7 @@ from benchmarks.classification.training import (
     val_shard,
 )
 from benchmarks.harness import Harness, RunContext, RunOutput
+from benchmarks.probe.data import LabelledSplit
 from benchmarks.probe.engine import dataset_info, transform_for
 from benchmarks.progress import progress_bar
 from methods import Encoder
@@ -91,7 +92,16 @@ class LinearDinoHarness(Harness):
         finally:
             finish_distributed(info)
 
-    def _run(self, ctx, protocol, info: DistInfo, train, val, n_last: int, avgpool: bool) -> RunOutput:  # noqa: ANN001
+    def _run(
+        self,
+        ctx: RunContext,
+        protocol: LinearDinoProtocol,
+        info: DistInfo,
+        train: LabelledSplit,
+        val: LabelledSplit,
+        n_last: int,
+        avgpool: bool,
+    ) -> RunOutput:
         enc = ctx.encoder.to(info.device)
         if protocol.batch_size % info.world:
             raise VitbenchError(f"batch_size {protocol.batch_size} does not split over {info.world} processes")

@@ -176,13 +176,13 @@ class Checkpoint:
             return None
         try:
             state = torch.load(self.path, map_location=device, weights_only=True)
-        except Exception as err:  # noqa: BLE001  # a torn or foreign file: start over, never crash on it
+        except Exception as err:  # a torn or foreign file: start over, never crash on it
             print(
                 f"note: {self.path}: unreadable checkpoint ({type(err).__name__}); training from the start",
                 file=sys.stderr,
             )
             return None
-        if state.get("identity") != self.identity:
+        if not isinstance(state, dict) or state.get("identity") != self.identity:
             print(
                 f"note: {self.path}: checkpoint of another run (protocol, weights or data); training from the start",
                 file=sys.stderr,

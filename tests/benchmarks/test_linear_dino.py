@@ -129,3 +129,15 @@ def test_linear_probe_card_states_how_it_differs_from_dino() -> None:
     text = " ".join(differences_from_dino(LinearProtocol()))
     assert "no augmentation" in text and "90% of train" in text and "10% (per class)" in text
     assert "last-epoch weights" in text and "13 base lrs" in text and "no refit" in text
+
+
+def test_checkpoint_of_another_run_or_a_torn_file_starts_over(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    info = training.DistInfo()
+    training.Checkpoint(tmp_path, "c", {"protocol": "a"}).save({"epoch": 3}, info)
+    assert training.Checkpoint(tmp_path, "c", {"protocol": "a"}).load("cpu")["epoch"] == 3
+    assert training.Checkpoint(tmp_path, "c", {"protocol": "b"}).load("cpu") is None
+    assert "checkpoint of another run" in capsys.readouterr().err
+    (tmp_path / "c.pt").write_bytes(b"\x80\x02 torn")
+    assert training.Checkpoint(tmp_path, "c", {"protocol": "a"}).load("cpu") is None
+    assert "unreadable checkpoint" in capsys.readouterr().err
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temp file left behind
