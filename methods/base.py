@@ -9,8 +9,9 @@ official checkpoint into an :class:`Encoder`; harnesses only ever see the :class
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
 from typing import Any, ClassVar, cast
 
@@ -344,6 +345,43 @@ class Encoder(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_global(x)
 
+    # Set by MethodAdapter.build: builds the variant's timm model with extra kwargs (num_classes, drop_path_rate...).
+    model_factory: Callable[..., nn.Module] | None = None
+
+    def finetune_model(
+        self, num_classes: int, *, global_pool: str | None = None, drop_path_rate: float = 0.0
+    ) -> tuple[nn.Module, LoadReport]:
+        """A trainable timm classifier ``[B, C, H, W] -> [B, num_classes]`` with this encoder's weights: a fresh
+        ``num_classes`` head, stochastic depth ``drop_path_rate``, and ``global_pool`` ("avg" / "token"; None keeps
+        the encoder's). For a plain ViT "avg" follows timm's rule, as BEiT/MAE fine-tune: a fresh ``fc_norm`` on the
+        mean patch token, the pretrained final ``norm`` unused. Being a timm model it has ``group_matcher`` (block
+        index of every parameter), which ``timm.optim.create_optimizer_v2(model, layer_decay=...)`` uses. Loading is
+        strict: only the head (and ``fc_norm``/``norm`` when the pooling changes) may differ, as the report says."""
+        if self.model_factory is None or self.global_head is not None or getattr(self.model, "num_classes", None):
+            raise CheckpointError(
+                f"{self.identity.method}:{self.identity.variant}: forward_global is not timm's pooled feature "
+                f"({self.spec.global_pool}); this encoder cannot be fine-tuned through a fresh timm head"
+            )
+        kwargs: dict[str, Any] = {"num_classes": num_classes, "drop_path_rate": drop_path_rate}
+        if global_pool is not None:
+            kwargs["global_pool"] = global_pool
+            if self.spec.family == "vit":
+                kwargs["fc_norm"] = None  # timm's default: a norm on pooled patch tokens, none on the CLS
+        model = self.model_factory(**kwargs)
+        new = set(model.state_dict())
+        # The fresh head: every Linear to num_classes (LV-ViT / SP-ViT add a token-labelling aux_head).
+        head = {
+            f"{n}.*" for n, m in model.named_modules() if isinstance(m, nn.Linear) and m.out_features == num_classes
+        }
+        report = load_strict(
+            model,
+            self.model.state_dict(),
+            drop=["norm.*"] if "norm.weight" not in new else [],
+            allow_missing=[*head, *(["fc_norm.*"] if global_pool is not None else [])],
+            what=f"{self.identity.method}:{self.identity.variant} classifier",
+        )
+        return model.train().requires_grad_(True), report
+
     def __repr__(self) -> str:  # nn.Module's repr prints every layer: too much for logs
         i = self.identity
         return f"Encoder({i.method}:{i.variant}, arch={i.arch}, weights={i.weights_source})"
@@ -509,7 +547,11 @@ class MethodAdapter:
             head.eval()
         identity = EncoderIdentity(self.name, v.name, v.arch, source, sha, file_name, report, seed)
         enc = Encoder(model, self.make_spec(model, v, head), self.make_data_config(model, v), identity, head)
+        enc.model_factory = partial(self._create_with, v)
         return enc.eval().requires_grad_(False)
+
+    def _create_with(self, v: Variant, **kwargs: Any) -> nn.Module:
+        return self.create_model(replace(v, model_kwargs={**v.model_kwargs, **kwargs}))
 
     # -- listing ----------------------------------------------------------------------------------------------
     def describe(self) -> dict[str, Any]:
