@@ -12,6 +12,8 @@ SYNTH.register("imagefolder", "benchmarks.data.imagefolder:synth_imagefolder")
 SYNTH.register("multilabel", "benchmarks.data.table:synth_multilabel")
 SYNTH.register("multiband", "benchmarks.data.table:synth_multiband")
 SYNTH.register("coco", "benchmarks.data.coco:synth_coco")
+SYNTH.register("bigearthnet", "benchmarks.data.bigearthnet:synth_bigearthnet")  # v1; GeoTIFFs need [geo]
+SYNTH.register("bigearthnet-v2", "benchmarks.data.bigearthnet:synth_bigearthnet_v2")
 
 
 def synth(kind: str, out: Path | str, seed: int = 0) -> Path:
