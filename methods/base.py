@@ -110,9 +110,13 @@ class DataConfig:
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """As stored in records' probe cards; ``band_scaling`` only where declared (RGB records stay as they were)."""
         from dataclasses import asdict
 
-        return asdict(self)
+        d = asdict(self)
+        if d["band_scaling"] is None:
+            del d["band_scaling"]
+        return d
 
 
 @dataclass(frozen=True)

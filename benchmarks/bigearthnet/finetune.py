@@ -124,9 +124,8 @@ class BigEarthNetFinetuneHarness(Harness):
                 self._save(ctx, p, model, opt, epoch + 1)
                 bar.update(1)
         enc.requires_grad_(False)
-        kw = {"transform": eval_t, "missing": missing, "cmap": cmap, "batch": p.eval_batch_size, "device": ctx.device}
-        val_logits, val_y = logits_of(model, enc, splits.val, **kw)
-        test_logits, test_y = logits_of(model, enc, splits.test, **kw)
+        val_logits, val_y = logits_of(model, enc, splits.val, eval_t, missing, cmap, p.eval_batch_size, ctx.device)
+        test_logits, test_y = logits_of(model, enc, splits.test, eval_t, missing, cmap, p.eval_batch_size, ctx.device)
         enc.eval()
         metrics = report(val_logits, val_y, test_logits, test_y, p)
         probe = {
