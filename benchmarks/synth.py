@@ -14,6 +14,8 @@ SYNTH.register("multiband", "benchmarks.data.table:synth_multiband")
 SYNTH.register("coco", "benchmarks.data.coco:synth_coco")
 SYNTH.register("davis", "benchmarks.data.davis:synth_davis")
 SYNTH.register("copydays", "benchmarks.data.copydays:synth_copydays")
+SYNTH.register("bigearthnet", "benchmarks.data.bigearthnet:synth_bigearthnet")  # v1; GeoTIFFs need [geo]
+SYNTH.register("bigearthnet-v2", "benchmarks.data.bigearthnet:synth_bigearthnet_v2")
 
 
 def synth(kind: str, out: Path | str, seed: int = 0) -> Path:

@@ -69,8 +69,37 @@ class EncoderSpec:
 
 
 @dataclass(frozen=True)
+class BandStretch:
+    """How a multispectral encoder's raw sensor values were scaled to [0, 1] in training, per band of its
+    ``DataConfig.band_order`` (DINO-MM: SeCo's BigEarthNet statistics, S1 clipped to per-image quantiles).
+
+    For band ``i``: if its name is in ``clip_bands``, values are first clipped to their per-image ``quantiles``; then
+    ``[mean[i] - n_std * std[i], mean[i] + n_std * std[i]]`` maps linearly to [0, 255], values are clipped to that
+    range, truncated to integers when ``quantize`` (the authors' ``astype(uint8)``), and divided by 255 (``ToTensor``).
+    """
+
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    n_std: float = 2.0
+    quantize: bool = True
+    clip_bands: tuple[str, ...] = ()
+    quantiles: tuple[float, float] = (0.01, 0.99)
+
+    def __post_init__(self) -> None:
+        if len(self.mean) != len(self.std):
+            raise ValueError(f"BandStretch: {len(self.mean)} means but {len(self.std)} stds")
+        if any(s <= 0 for s in self.std):
+            raise ValueError("BandStretch: every std must be positive")
+
+
+@dataclass(frozen=True)
 class DataConfig:
-    """Input preprocessing the weights expect. ``input_size`` is (C, H, W)."""
+    """Input preprocessing the weights expect. ``input_size`` is (C, H, W).
+
+    Multispectral encoders also declare ``band_order`` (the channel order, by band name) and, where raw sensor values
+    were scaled before ``mean``/``std``, ``band_scaling`` (one entry per band of ``band_order``); RGB encoders leave
+    both None.
+    """
 
     mean: tuple[float, ...]
     std: tuple[float, ...]
@@ -78,12 +107,17 @@ class DataConfig:
     interpolation: str = "bicubic"
     crop_pct: float = 0.875
     band_order: tuple[str, ...] | None = None  # multispectral encoders (DINO-MM): the channel order
+    band_scaling: BandStretch | None = None  # multispectral encoders: raw values -> [0, 1] before mean/std
     notes: str = ""
 
     def to_dict(self) -> dict[str, Any]:
+        """As stored in records' probe cards; ``band_scaling`` only where declared (RGB records stay as they were)."""
         from dataclasses import asdict
 
-        return asdict(self)
+        d = asdict(self)
+        if d["band_scaling"] is None:
+            del d["band_scaling"]
+        return d
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,12 @@ def test_encoder_contract(method: str, variant: str) -> None:
     assert len(spec.indices) == len(spec.channels) == len(spec.reductions) > 0
     assert spec.family in ("vit", "hierarchical", "cnn")
     assert spec.in_chans == enc.data_config.input_size[0]
+    dc = enc.data_config  # a band order names every input channel; a band scaling covers every band of it
+    assert len(dc.mean) == len(dc.std) == spec.in_chans
+    assert (dc.band_order is None and spec.in_chans == 3) or len(dc.band_order or ()) == spec.in_chans
+    if dc.band_scaling is not None:
+        assert dc.band_order is not None and len(dc.band_scaling.mean) == len(dc.band_order)
+        assert set(dc.band_scaling.clip_bands) <= set(dc.band_order)
 
     g = enc.forward_global(x)
     assert g.shape == (2, spec.embed_dim)
