@@ -12,6 +12,7 @@ SYNTH.register("imagefolder", "benchmarks.data.imagefolder:synth_imagefolder")
 SYNTH.register("multilabel", "benchmarks.data.table:synth_multilabel")
 SYNTH.register("multiband", "benchmarks.data.table:synth_multiband")
 SYNTH.register("coco", "benchmarks.data.coco:synth_coco")
+SYNTH.register("ade20k", "benchmarks.data.ade20k:synth_ade20k")
 
 
 def synth(kind: str, out: Path | str, seed: int = 0) -> Path:
