@@ -354,8 +354,7 @@ task(
         dataset_kind="ade20k",
         data=ADE20K,
         description=(
-            "UperNet 160k (XCiT/Swin recipe, mmseg 1.2): single-scale and multi-scale + flip mIoU on ADE20K "
-            "validation."
+            "UperNet 160k (XCiT/Swin recipe, mmseg 1.2): single-scale and multi-scale + flip mIoU on ADE20K validation."
         ),
     )
 )
