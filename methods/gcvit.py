@@ -40,10 +40,11 @@ import argparse
 import functools
 import math
 import re
+from typing import Any
 
 import torch
 import torch.nn.functional as F
-from timm.models.gcvit import GlobalContextVit, GlobalContextVitBlock, GlobalContextVitStage
+from timm.models.gcvit import GlobalContextVit
 from torch import nn
 
 from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
@@ -64,7 +65,7 @@ def _notes(top1: str, earlier: str = "", prefix: str = "") -> str:
 _BUILT = "arch not in timm: timm's GlobalContextVit class with NVlabs' gc_vit_{} config. "
 # Every variant is timm's GlobalContextVit class (as AnySizeGCViT) with these hyper-parameters: timm's gcvit_*
 # builders' for the five timm has, NVlabs' (models/gc_vit.py @ 8e1941f) for the three it lacks (tiny2, small2, large).
-ARCHS: dict[str, dict] = {
+ARCHS: dict[str, dict[str, Any]] = {
     "gcvit_xxtiny": dict(depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16)),
     "gcvit_xtiny": dict(depths=(3, 4, 6, 5), num_heads=(2, 4, 8, 16)),
     "gcvit_tiny": dict(depths=(3, 4, 19, 5), num_heads=(2, 4, 8, 16)),
@@ -76,9 +77,10 @@ ARCHS: dict[str, dict] = {
 }
 
 
-def _block(blk: GlobalContextVitBlock, x: torch.Tensor, q_global: torch.Tensor) -> torch.Tensor:
-    """timm's block on ``x [B, H, W, C]`` of any ``H, W``: windowed attention on the normed input padded (zeros,
-    bottom/right) to the window multiple and cropped back, as NVlabs' GCViTBlock does; otherwise timm's forward."""
+def _block(blk: Any, x: torch.Tensor, q_global: torch.Tensor) -> torch.Tensor:
+    """timm's ``GlobalContextVitBlock`` on ``x [B, H, W, C]`` of any ``H, W``: windowed attention on the normed
+    input padded (zeros, bottom/right) to the window multiple and cropped back, as NVlabs' GCViTBlock does; otherwise
+    timm's forward."""
     _, h, w, _ = x.shape
     wh, ww = blk.window_size
     y = blk.norm1(x)
@@ -90,9 +92,10 @@ def _block(blk: GlobalContextVitBlock, x: torch.Tensor, q_global: torch.Tensor) 
     return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
 
 
-def _stage(stage: GlobalContextVitStage, x: torch.Tensor) -> torch.Tensor:
-    """timm's stage on ``x [B, C, H, W]`` of any size: the global query (``[B, C, h, w]`` after the learned pooling
-    levels) is resized bicubically to the window, as NVlabs' GlobalQueryGen does; at 224 px it already is."""
+def _stage(stage: Any, x: torch.Tensor) -> torch.Tensor:
+    """timm's ``GlobalContextVitStage`` on ``x [B, C, H, W]`` of any size: the global query (``[B, C, h, w]`` after
+    the learned pooling levels) is resized bicubically to the window, as NVlabs' GlobalQueryGen does; at 224 px it
+    already is."""
     x = stage.downsample(x)
     q = stage.global_block(x)
     window = tuple(stage.blocks[0].window_size)

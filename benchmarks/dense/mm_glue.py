@@ -257,16 +257,16 @@ def _extra_test(cfg: Config, name: str, extra: dict[str, Any], checkpoint: str, 
     return _numbers(runner.test() or {})
 
 
-def train_and_test(cfg: dict[str, Any], task: str) -> MMResult:
-    """Build the runner from ``cfg``, train (resuming if ``cfg['resume']``), test, then run each of the config's
+def train_and_test(config: dict[str, Any], task: str) -> MMResult:
+    """Build the runner from ``config``, train (resuming if ``config['resume']``), test, then run each of its
     ``extra_tests`` (``{name: {"model", "test_dataloader"}}``) on the final weights; see :class:`MMResult`."""
-    work = Path(cfg["work_dir"])
+    work = Path(config["work_dir"])
     work.mkdir(parents=True, exist_ok=True)
-    extras = dict(cfg.get("extra_tests") or {})
+    extras = dict(config.get("extra_tests") or {})
     # A unique experiment name per run: mmengine keys its logger and message hub by it, and two runs in one
     # process (resume, tests) must not share them.
     cfg = Config(
-        {k: v for k, v in cfg.items() if k != "extra_tests"}
+        {k: v for k, v in config.items() if k != "extra_tests"}
         | {"experiment_name": f"{task}_{os.getpid()}_{time.time_ns()}"}
     )
     locations = _dump_locations(cfg.test_evaluator, work)

@@ -202,7 +202,7 @@ def _pipelines(p: SegProtocol) -> tuple[list[dict[str, Any]], list[dict[str, Any
     The multi-scale test resizes to ``ratio * test_scale`` (keeping the aspect ratio), as mmseg 0.x's
     ``MultiScaleFlipAug(img_scale, img_ratios)`` did for the papers; each scale is also flipped.
     """
-    train = [
+    train: list[dict[str, Any]] = [
         {"type": "LoadImageFromFile"},
         {"type": "LoadAnnotations", "reduce_zero_label": True},
         {
@@ -216,7 +216,7 @@ def _pipelines(p: SegProtocol) -> tuple[list[dict[str, Any]], list[dict[str, Any
         *([{"type": "PhotoMetricDistortion"}] if p.photometric else []),
         {"type": "PackSegInputs"},
     ]
-    test = [
+    test: list[dict[str, Any]] = [
         {"type": "LoadImageFromFile"},
         {"type": "Resize", "scale": tuple(p.test_scale), "keep_ratio": True},
         # after Resize: the ground truth stays at the original resolution, where predictions are scored
@@ -226,7 +226,7 @@ def _pipelines(p: SegProtocol) -> tuple[list[dict[str, Any]], list[dict[str, Any
     if not p.ms_ratios:
         return train, test, None
     scales = [(int(p.test_scale[0] * r), int(p.test_scale[1] * r)) for r in p.ms_ratios]
-    tta = [
+    tta: list[dict[str, Any]] = [
         {"type": "LoadImageFromFile"},
         {
             "type": "TestTimeAug",
