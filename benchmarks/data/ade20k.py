@@ -171,7 +171,7 @@ def remember(split: AdeSplit, cache_dir: Path | str) -> Path:
     """Store that ``split`` passed :func:`validate_ade20k_split` (keyed by its fingerprint); returns the file."""
     cache = _cache_path(cache_dir, split.split, split.fingerprint)
     cache.parent.mkdir(parents=True, exist_ok=True)
-    tmp = cache.with_suffix(".tmp")
+    tmp = cache.with_suffix(f".{os.getpid()}.tmp")  # every rank of a multi-GPU run writes the same entry
     tmp.write_text(json.dumps({"classes_present": list(split.classes_present), "skipped": split.skipped}))
     tmp.replace(cache)
     return cache
