@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.data.coco import validate_coco_split
-from benchmarks.dense.backbone import check_dense_input
+from benchmarks.dense.backbone import check_dense_input, layer_decay_groups
 from benchmarks.dense.mmdet_config import DetProtocol, build_mmdet_config
 from benchmarks.dense.neck import pad_divisor, plan_neck, to_jsonable
 from benchmarks.harness import Harness, RunContext, RunOutput
@@ -185,6 +185,7 @@ class CocoDetHarness(Harness):
             "detector": protocol.detector,
             "blocks": list(encoder.spec.indices),
             "backbone_num_heads": protocol.backbone_num_heads,
+            "layer_decay": getattr(protocol, "layer_decay", 1.0) if encoder.spec.family == "vit" else 1.0,
             "drop_path_blocks": result.drop_path_blocks,
             "train_scales": list(protocol.train_scales),
             "test_scale": list(protocol.test_scale),
@@ -193,6 +194,7 @@ class CocoDetHarness(Harness):
         }
         extra = {
             "mm_config": to_jsonable(cfg),
+            "layer_decay_groups": {str(k): len(v) for k, v in layer_decay_groups(cfg).items()},
             "config_path": str(result.config_path),
             "log_path": str(result.log_path) if result.log_path else None,
             "work_dir": str(work),
