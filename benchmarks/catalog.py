@@ -27,7 +27,14 @@ from benchmarks.classification.protocols import (
     LinearProtocol,
     PerLayerProtocol,
 )
-from benchmarks.dense.protocols import CocoCascade3xProtocol, CocoDetProtocol, CocoMaskRcnn3xProtocol
+from benchmarks.dense.protocols import (
+    Ade20kSemFpnProtocol,
+    Ade20kUperNetProtocol,
+    CocoCascade1xProtocol,
+    CocoCascade3xProtocol,
+    CocoDetProtocol,
+    CocoMaskRcnn3xProtocol,
+)
 from benchmarks.protocol import Protocol
 from benchmarks.records import MetricMeta
 from benchmarks.transfer.protocols import CopydaysProtocol, DavisProtocol
@@ -196,6 +203,12 @@ COCO_2017 = DataIdentity(
     splits={"train2017": 118_287, "val2017": 5_000},
     n_classes=80,
     source="COCO 2017 instances (train 118,287 images; val 5,000 images; 80 categories)",
+)
+ADE20K = DataIdentity(
+    name="ade20k",
+    splits={"training": 20_210, "validation": 2_000},
+    n_classes=150,
+    source="ADEChallengeData2016 (MIT SceneParsing): 20,210 training and 2,000 validation images, 150 classes",
 )
 
 DAVIS_2017_VAL = DataIdentity(
@@ -391,7 +404,24 @@ task(
         description="Mask R-CNN + FPN 3x (GC ViT protocol, mmdet 3.3): box and mask AP on COCO val2017.",
     )
 )
-task(TaskSpec("coco-cascade-1x", "COCO Cascade Mask R-CNN, 1x schedule", "dense", "bbox_AP", _COCO_METRICS))
+task(
+    TaskSpec(
+        id="coco-cascade-1x",
+        title="COCO Cascade Mask R-CNN, 1x schedule",
+        group="dense",
+        headline="bbox_AP",
+        metrics=_COCO_METRICS,
+        protocol=CocoCascade1xProtocol,
+        harness="benchmarks.dense.coco:CocoDetHarness",
+        synth_kind="coco",
+        dataset_kind="coco",
+        data=COCO_2017,
+        description=(
+            "Cascade Mask R-CNN + FPN 1x with layer-wise lr decay 0.75 (iBOT protocol, mmdet 3.3): box and mask AP "
+            "on COCO val2017."
+        ),
+    )
+)
 task(
     TaskSpec(
         id="coco-cascade-3x",
@@ -408,9 +438,42 @@ task(
     )
 )
 task(TaskSpec("coco-dino-4scale", "COCO DINO detector, 4-scale head", "dense", "bbox_AP", {"bbox_AP": PCT}))
-_SEG = {"mIoU": PCT, "mIoU_ms": PCT, "aAcc": PCT, "mAcc": PCT}
-task(TaskSpec("ade20k-semfpn-40k", "ADE20K Semantic FPN, 40k iterations", "dense", "mIoU", _SEG))
-task(TaskSpec("ade20k-upernet-160k", "ADE20K UperNet, 160k iterations", "dense", "mIoU", _SEG))
+_SEG = {"mIoU": PCT, "mIoU_ms": PCT, "aAcc": PCT, "mAcc": PCT, "aAcc_ms": PCT, "mAcc_ms": PCT}
+task(
+    TaskSpec(
+        id="ade20k-semfpn-40k",
+        title="ADE20K Semantic FPN, 40k iterations",
+        group="dense",
+        headline="mIoU",
+        metrics=_SEG,
+        protocol=Ade20kSemFpnProtocol,
+        harness="benchmarks.dense.ade20k:Ade20kHarness",
+        synth_kind="ade20k",
+        dataset_kind="ade20k",
+        data=ADE20K,
+        description=(
+            "Semantic FPN 40k (SelfPatch protocol, mmseg 1.2): fine-tune on ADE20K training, single-scale mIoU on "
+            "validation."
+        ),
+    )
+)
+task(
+    TaskSpec(
+        id="ade20k-upernet-160k",
+        title="ADE20K UperNet, 160k iterations",
+        group="dense",
+        headline="mIoU",
+        metrics=_SEG,
+        protocol=Ade20kUperNetProtocol,
+        harness="benchmarks.dense.ade20k:Ade20kHarness",
+        synth_kind="ade20k",
+        dataset_kind="ade20k",
+        data=ADE20K,
+        description=(
+            "UperNet 160k (XCiT/Swin recipe, mmseg 1.2): single-scale and multi-scale + flip mIoU on ADE20K validation."
+        ),
+    )
+)
 task(
     TaskSpec(
         id="davis2017-vos",

@@ -16,6 +16,7 @@ SYNTH.register("davis", "benchmarks.data.davis:synth_davis")
 SYNTH.register("copydays", "benchmarks.data.copydays:synth_copydays")
 SYNTH.register("bigearthnet", "benchmarks.data.bigearthnet:synth_bigearthnet")  # v1; GeoTIFFs need [geo]
 SYNTH.register("bigearthnet-v2", "benchmarks.data.bigearthnet:synth_bigearthnet_v2")
+SYNTH.register("ade20k", "benchmarks.data.ade20k:synth_ade20k")
 
 
 def synth(kind: str, out: Path | str, seed: int = 0) -> Path:

@@ -376,6 +376,22 @@ class Encoder(nn.Module):
         g = self.global_head(feats) if self.global_head is not None else self.model.forward_head(feats, pre_logits=True)
         return g, fmap
 
+    def layer_ids(self) -> dict[str, int]:
+        """Depth of every parameter for layer-wise lr decay (BEiT's numbering), by this module's parameter names.
+
+        ``i + 1`` for the parameters of block (stage) ``i`` of the ``spec.num_blocks`` that ``feature_info`` names,
+        0 for those registered before the first (patch and position embeddings, prefix tokens, a stem),
+        ``spec.num_blocks + 1`` for those after the last (a final norm, the global head).
+        """
+        blocks = [f"model.{f['module']}." for f in self.model.feature_info]
+        out: dict[str, int] = {}
+        after = False
+        for name, _ in self.named_parameters():
+            layer = next((i + 1 for i, b in enumerate(blocks) if name.startswith(b)), None)
+            after = after or layer is not None
+            out[name] = layer if layer is not None else (len(blocks) + 1 if after else 0)
+        return out
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_global(x)
 

@@ -109,6 +109,52 @@ def test_adapter_metadata(method: str, variant: str) -> None:
         assert len(v.sha256) == 64
 
 
+# ------------------------------------------------------------------------------------------------ dense sizes
+def _dense_size(arch: str) -> dict[str, Any]:
+    """Cheap model arguments for the detection-size test: narrow and shallow, with what depends on the input size
+    untouched (patch size; GC ViT's pretrained windows 7/7/14/7 at img_size 224, two blocks per stage so that both
+    the local and the global-query block run)."""
+    if arch.startswith("gcvit_"):
+        return {"depths": (2, 2, 2, 2), "embed_dim": 32, "num_heads": (1, 2, 4, 8)}
+    if arch.startswith("spvit_"):  # its conv stem runs at full resolution: narrow it too
+        return {**_round_trip_size(arch), "embed_dim": 64, "num_heads": 2, "stem_chs": 16}
+    if re.match(r"(vit|deit|sgt_vit)_", arch):
+        return {**_round_trip_size(arch), "embed_dim": 64, "num_heads": 2}
+    return _round_trip_size(arch)
+
+
+def _detection_size(enc: Encoder) -> tuple[int, int]:
+    """Non-square, not 224, not the pretraining grid: 512 x 640 at stride 16 (32 x 40 patches; the same patch grid
+    at other patch sizes, to keep attention cheap), 512 x 640 for hierarchical encoders and CNNs."""
+    if enc.spec.family == "vit":
+        r = enc.spec.size_divisor
+        return 32 * r, 40 * r
+    return 512, 640
+
+
+@pytest.mark.parametrize(("method", "variant"), [pytest.param(n, v.name, id=f"{n}:{v.name}") for n, v in _variants()])
+@pytest.mark.usefixtures("one_thread")
+def test_forward_dense_at_detection_size(method: str, variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every encoder's ``forward_dense`` at a detection/segmentation size keeps its spec's channels and strides
+    (dense tasks feed any size that is a multiple of ``size_divisor``), and ``layer_ids`` numbers every parameter."""
+    shrink(monkeypatch, method, variant, **_dense_size(get_adapter(method).variant(variant).arch))
+    enc = build_encoder(method, variant, weights="random", seed=0)
+    h, w = _detection_size(enc)
+    with torch.no_grad():
+        dense = enc.forward_dense(torch.randn(1, enc.spec.in_chans, h, w))
+    got = [tuple(f.shape[1:]) for f in dense]
+    assert got == [(c, h // r, w // r) for c, r in zip(enc.spec.channels, enc.spec.reductions)], f"at {h}x{w}"
+    assert all(torch.isfinite(f).all() for f in dense)
+
+    ids = enc.layer_ids()
+    top = enc.spec.num_blocks + 1
+    assert set(ids) == {n for n, _ in enc.named_parameters()} and set(ids.values()) <= set(range(top + 1))
+    blocks = [str(f["module"]) for f in enc.model.feature_info]
+    for name, layer in ids.items():
+        inside = [i for i, b in enumerate(blocks) if name.startswith(f"model.{b}.")]
+        assert layer == (inside[0] + 1 if inside else layer) and (inside or layer in (0, top)), name
+
+
 # ------------------------------------------------------------------------------------------------ declared sizes
 @pytest.mark.slow
 @pytest.mark.parametrize(("method", "variant"), CASES)
