@@ -12,6 +12,12 @@ SYNTH.register("imagefolder", "benchmarks.data.imagefolder:synth_imagefolder")
 SYNTH.register("multilabel", "benchmarks.data.table:synth_multilabel")
 SYNTH.register("multiband", "benchmarks.data.table:synth_multiband")
 SYNTH.register("coco", "benchmarks.data.coco:synth_coco")
+SYNTH.register("imagenet", "benchmarks.data.imagenet:synth_imagenet")
+SYNTH.register("imagenet-a", "benchmarks.data.imagenet:synth_imagenet_a")
+SYNTH.register("imagenet-r", "benchmarks.data.imagenet:synth_imagenet_r")
+SYNTH.register("imagenet-sketch", "benchmarks.data.imagenet:synth_imagenet_sketch")
+SYNTH.register("imagenetv2", "benchmarks.data.imagenet:synth_imagenetv2")
+SYNTH.register("imagenet-c", "benchmarks.data.imagenet:synth_imagenet_c")
 
 
 def synth(kind: str, out: Path | str, seed: int = 0) -> Path:
