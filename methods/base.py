@@ -285,7 +285,8 @@ class Encoder(nn.Module):
         if self.classifier is None:
             i = self.identity
             raise VitbenchError(f"{i.method}:{i.variant} was built without its classifier (build(classifier=True))")
-        return self.model.forward_head(self.model.forward_features(x))
+        model: Any = self.model  # a timm model (nn.Module's attribute typing hides its methods)
+        return model.forward_head(model.forward_features(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_global(x)
