@@ -21,11 +21,18 @@ from typing import Any
 from benchmarks.backdoor.protocols import BadNetsProtocol, HtbaProtocol
 from benchmarks.bigearthnet.protocols import BigEarthNetFinetuneProtocol, BigEarthNetLinearProtocol
 from benchmarks.classification.protocols import (
+    IMAGENET_C_CORRUPTIONS,
     FinetuneProtocol,
+    ImageNetAProtocol,
+    ImageNetCProtocol,
+    ImageNetRProtocol,
+    ImageNetSketchProtocol,
+    ImageNetV2Protocol,
     KnnProtocol,
     LinearDinoProtocol,
     LinearProtocol,
     PerLayerProtocol,
+    SupervisedProtocol,
 )
 from benchmarks.dense.protocols import (
     Ade20kSemFpnProtocol,
@@ -77,6 +84,7 @@ class TaskSpec:
     dataset_kind: str | None = None  # the on-disk layout --data must have ("imagefolder", "coco", ...)
     data: DataIdentity | None = None  # the data a paper-track record must be computed on
     description: str = ""
+    classifier: bool = False  # scores the variant's released classification head (build_encoder(classifier=True))
 
     @property
     def runnable(self) -> bool:
@@ -191,12 +199,57 @@ PCT = MetricMeta()  # higher is better, %, in [0, 100]
 LOWER_PCT = MetricMeta(higher_is_better=False)
 FID = MetricMeta(higher_is_better=False, unit="", lo=0.0, hi=None)
 SCORE = MetricMeta(unit="", lo=0.0, hi=None)
+LOWER_UNBOUNDED = MetricMeta(higher_is_better=False, lo=0.0, hi=None)  # % that may pass 100 (ImageNet-C's CE)
 
 IMAGENET_1K = DataIdentity(
     name="imagenet-1k",
     splits={"train": 1_281_167, "val": 50_000},
     n_classes=1000,
     source="ILSVRC-2012 CLS-LOC (train 1,281,167 images; val 50,000 images; 1,000 classes)",
+)
+# The released classifiers' label spaces (sha256 of the newline-joined wnids: benchmarks/data/imagenet_classes.py).
+_IN1K_CLASSES = "385e0240499426c022b773be1ae4da780f057b89c9694c7f47199f62746b6edd"
+IMAGENET_1K_VAL = DataIdentity(
+    name="imagenet-1k-val",
+    splits={"val": 50_000},
+    n_classes=1000,
+    classes_sha256=_IN1K_CLASSES,
+    source="ILSVRC-2012 CLS-LOC val (50,000 images, 1,000 classes in sorted-wnid order)",
+)
+IMAGENET_A = DataIdentity(
+    name="imagenet-a",
+    splits={"imagenet-a": 7_500},
+    n_classes=200,
+    classes_sha256="f6aa4b23244554d9b864fd715ae20048f6a9686388911b2dfbf1ada01bf0f520",
+    source="ImageNet-A (Hendrycks et al., CVPR 2021): 7,500 images, 200 classes (natural-adv-examples README)",
+)
+IMAGENET_R = DataIdentity(
+    name="imagenet-r",
+    splits={"imagenet-r": 30_000},
+    n_classes=200,
+    classes_sha256="e19a59d84e3746fafd34d2ccf6ae604a44e9a0500a596f343c878a89e30ce624",
+    source="ImageNet-R (Hendrycks et al., ICCV 2021): 30,000 images, 200 classes (imagenet-r README)",
+)
+IMAGENET_SKETCH = DataIdentity(
+    name="imagenet-sketch",
+    splits={"imagenet-sketch": 50_889},
+    n_classes=1000,
+    classes_sha256=_IN1K_CLASSES,
+    source="ImageNet-Sketch (Wang et al., NeurIPS 2019): 50,889 images of the 1,000 classes as released",
+)
+IMAGENET_V2 = DataIdentity(
+    name="imagenetv2-matched-frequency",
+    splits={"imagenetv2": 10_000},
+    n_classes=1000,
+    classes_sha256=_IN1K_CLASSES,
+    source="ImageNetV2 matched-frequency (Recht et al., ICML 2019): 10,000 images, 10 per class",
+)
+IMAGENET_C = DataIdentity(
+    name="imagenet-c",
+    splits={f"{c}/{s}": 50_000 for c in IMAGENET_C_CORRUPTIONS for s in range(1, 6)},
+    n_classes=1000,
+    classes_sha256=_IN1K_CLASSES,
+    source="ImageNet-C (Hendrycks & Dietterich, ICLR 2019): val under 15 corruptions x 5 severities, 50,000 each",
 )
 COCO_2017 = DataIdentity(
     name="coco-2017",
@@ -364,11 +417,74 @@ task(
 )
 task(
     TaskSpec(
-        "imagenet-supervised",
-        "ImageNet-1k top-1 of the released supervised classifier",
-        _CLS,
-        "top1",
-        {"top1": PCT, "top5": PCT},
+        id="imagenet-supervised",
+        title="ImageNet-1k top-1 of the released supervised classifier",
+        group=_CLS,
+        headline="top1",
+        metrics={"top1": PCT, "top5": PCT},
+        protocol=SupervisedProtocol,
+        harness="benchmarks.classification.supervised:SupervisedHarness",
+        synth_kind="imagenet",
+        dataset_kind="imagenet",
+        data=IMAGENET_1K_VAL,
+        description=(
+            "The authors' released classifier (backbone + its head) on ImageNet-1k val, ImageFolder or flat + devkit "
+            "ground truth, with the variant's own eval transform."
+        ),
+        classifier=True,
+    )
+)
+# The robustness sets: one task each (their numbers never share a column), scored by the same released classifiers.
+_ROBUST = "robustness"
+_SUPERVISED = "benchmarks.classification.supervised:SupervisedHarness"
+for _id, _title, _protocol, _data, _desc in (
+    ("imagenet-a", "ImageNet-A top-1 of the released classifier", ImageNetAProtocol, IMAGENET_A, "200-class subset"),
+    ("imagenet-r", "ImageNet-R top-1 of the released classifier", ImageNetRProtocol, IMAGENET_R, "200-class subset"),
+    (
+        "imagenet-sketch",
+        "ImageNet-Sketch top-1 of the released classifier",
+        ImageNetSketchProtocol,
+        IMAGENET_SKETCH,
+        "",
+    ),
+    (
+        "imagenetv2",
+        "ImageNetV2 (matched frequency) top-1 of the released classifier",
+        ImageNetV2Protocol,
+        IMAGENET_V2,
+        "",
+    ),
+):
+    task(
+        TaskSpec(
+            id=_id,
+            title=_title,
+            group=_ROBUST,
+            headline="top1",
+            metrics={"top1": PCT, "top5": PCT},
+            protocol=_protocol,
+            harness=_SUPERVISED,
+            synth_kind=_id,
+            dataset_kind=_id,
+            data=_data,
+            description=f"The released ImageNet-1k classifier on {_data.name} ({_desc or 'all 1,000 classes'}).",
+            classifier=True,
+        )
+    )
+task(
+    TaskSpec(
+        id="imagenet-c",
+        title="ImageNet-C mean corruption error (AlexNet-normalised) of the released classifier",
+        group=_ROBUST,
+        headline="mCE",
+        metrics={"mCE": LOWER_UNBOUNDED, "top1": PCT, r"^CE_[a-z_]+$": LOWER_UNBOUNDED, r"^top1_[a-z_]+$": PCT},
+        protocol=ImageNetCProtocol,
+        harness=_SUPERVISED,
+        synth_kind="imagenet-c",
+        dataset_kind="imagenet-c",
+        data=IMAGENET_C,
+        description="mCE over 15 corruptions x 5 severities, each CE normalised by AlexNet's error (Hendrycks 2019).",
+        classifier=True,
     )
 )
 task(

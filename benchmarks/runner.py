@@ -260,7 +260,7 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
         device = f"cuda:{os.environ['LOCAL_RANK']}"
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    encoder = build_encoder(name, v.name, weights=req.weights, seed=req.seed)
+    encoder = build_encoder(name, v.name, weights=req.weights, seed=req.seed, classifier=spec.classifier)
     ctx = RunContext(
         task=spec,
         encoder=encoder.to(device),

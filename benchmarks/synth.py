@@ -17,6 +17,12 @@ SYNTH.register("copydays", "benchmarks.data.copydays:synth_copydays")
 SYNTH.register("bigearthnet", "benchmarks.data.bigearthnet:synth_bigearthnet")  # v1; GeoTIFFs need [geo]
 SYNTH.register("bigearthnet-v2", "benchmarks.data.bigearthnet:synth_bigearthnet_v2")
 SYNTH.register("ade20k", "benchmarks.data.ade20k:synth_ade20k")
+SYNTH.register("imagenet", "benchmarks.data.imagenet:synth_imagenet")
+SYNTH.register("imagenet-a", "benchmarks.data.imagenet:synth_imagenet_a")
+SYNTH.register("imagenet-r", "benchmarks.data.imagenet:synth_imagenet_r")
+SYNTH.register("imagenet-sketch", "benchmarks.data.imagenet:synth_imagenet_sketch")
+SYNTH.register("imagenetv2", "benchmarks.data.imagenet:synth_imagenetv2")
+SYNTH.register("imagenet-c", "benchmarks.data.imagenet:synth_imagenet_c")
 
 
 def synth(kind: str, out: Path | str, seed: int = 0) -> Path:

@@ -52,9 +52,12 @@ def parse_method(ref: str) -> tuple[str, str | None]:
     return name, (variant or None)
 
 
-def build_encoder(name: str, variant: str | None = None, weights: str | Path | None = None, seed: int = 0) -> Encoder:
+def build_encoder(
+    name: str, variant: str | None = None, weights: str | Path | None = None, seed: int = 0, classifier: bool = False
+) -> Encoder:
     """Build ``name``'s ``variant`` with ``weights`` (a path, URL, ``hf-hub:`` id, ``"random"``, or None for the
-    variant's pinned URL). ``name`` may carry the variant as ``"method:variant"``."""
+    variant's pinned URL). ``name`` may carry the variant as ``"method:variant"``. ``classifier``: keep the head the
+    authors released (``Encoder.forward_logits``); an error for a backbone-only variant."""
     if variant is None:
         name, variant = parse_method(name)
-    return get_adapter(name).build(variant, weights, seed)
+    return get_adapter(name).build(variant, weights, seed, classifier=classifier)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from methods._names import did_you_mean
-from methods.errors import CheckpointError, UnknownNameError
+from methods.errors import CheckpointError, UnknownNameError, VitbenchError
 from methods.weights import (
     LoadReport,
     is_url,
@@ -159,6 +159,21 @@ class OfficialLayout:
 
 
 @dataclass(frozen=True)
+class Classifier:
+    """The trained classification head a variant's authors released with it (supervised models, fine-tuned MIM).
+
+    ``keys``: the head's parameter names in the built model (timm's names, after :meth:`MethodAdapter.convert`);
+    ``num_classes``: its width; ``labels``: the label order its rows follow ("imagenet-1k": the 1,000 ILSVRC-2012
+    wnids sorted, i.e. ImageFolder's order, in which every classifier here was trained). ``build(...,
+    classifier=True)`` keeps these keys instead of dropping them, through the same strict loading.
+    """
+
+    keys: tuple[str, ...] = ("head.weight", "head.bias")
+    num_classes: int = 1000
+    labels: str = "imagenet-1k"
+
+
+@dataclass(frozen=True)
 class Variant:
     """One released (or described) model of a method.
 
@@ -169,7 +184,8 @@ class Variant:
     ``official_layouts``: the authors' file layouts this variant loads (see :class:`OfficialLayout`); the contract
     test writes and reloads each one, and fails for a variant that declares none. ``params_m``: parameters of the
     built encoder (global head included, classifier not) in millions, to 0.1 M: lets tests size a variant without
-    building it (the contract test checks the number).
+    building it (the contract test checks the number). ``classifier``: the released classification head, if any
+    (:class:`Classifier`); None for backbone-only releases.
     """
 
     name: str
@@ -189,6 +205,7 @@ class Variant:
     notes: str = ""
     official_layouts: tuple[OfficialLayout, ...] = ()
     params_m: float | None = None
+    classifier: Classifier | None = None
 
 
 @dataclass(frozen=True)
@@ -225,6 +242,8 @@ class Encoder(nn.Module):
       probe token and patch map (DINO's video segmentation and copy detection features).
     - :meth:`attention_maps` / :meth:`forward_cam`: ``forward_global`` plus what an explanation weighs by gradients
       (per-block attention probabilities of token-attention encoders; the final feature map for Grad-CAM).
+    - :meth:`forward_logits` ``[B, C, H, W] -> [B, classifier.num_classes]``: the released classifier's logits, for
+      an encoder built with ``classifier=True`` (``classifier`` says which head and label order).
     """
 
     def __init__(
@@ -234,12 +253,14 @@ class Encoder(nn.Module):
         data_config: DataConfig,
         identity: EncoderIdentity,
         global_head: nn.Module | None = None,
+        classifier: Classifier | None = None,
     ) -> None:
         super().__init__()
         # Any: timm models have a dynamic public API (forward_features/forward_head/forward_intermediates/
         # feature_info) that nn.Module's typing (`__getattr__ -> Tensor | Module`) cannot express.
         self.model: Any = model
         self.global_head = global_head
+        self.classifier = classifier
         self.spec = spec
         self.data_config = data_config
         self.identity = identity
@@ -392,6 +413,15 @@ class Encoder(nn.Module):
             out[name] = layer if layer is not None else (len(blocks) + 1 if after else 0)
         return out
 
+    def forward_logits(self, x: torch.Tensor) -> torch.Tensor:
+        """``[B, C, H, W] -> [B, classifier.num_classes]``: the model's own head on its features, as the authors'
+        eval scripts compute it (SP-ViT: ``head(cls) + 0.5 * max aux_head(patches)``)."""
+        if self.classifier is None:
+            i = self.identity
+            raise VitbenchError(f"{i.method}:{i.variant} was built without its classifier (build(classifier=True))")
+        model: Any = self.model  # a timm model (nn.Module's attribute typing hides its methods)
+        return model.forward_head(model.forward_features(x))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.forward_global(x)
 
@@ -492,12 +522,21 @@ class MethodAdapter:
         return dict(sd)
 
     def load_weights(
-        self, model: nn.Module, head: nn.Module | None, ckpt: Any, variant: Variant, path: Path | str
+        self,
+        model: nn.Module,
+        head: nn.Module | None,
+        ckpt: Any,
+        variant: Variant,
+        path: Path | str,
+        classifier: bool = False,
     ) -> LoadReport:
-        """Select, strip, drop, convert and strictly load the checkpoint into ``model`` (and ``head``)."""
+        """Select, strip, drop, convert and strictly load the checkpoint into ``model`` (and ``head``). With
+        ``classifier`` the model has the released head, whose keys the file must hold at the declared width."""
         sd, key = select_state_dict(ckpt, variant.checkpoint_keys, path)
         sd, used = strip_prefixes(sd, variant.strip_prefixes)
         sd, converted = self.convert(sd, variant)
+        if classifier and variant.classifier is not None:
+            _check_classifier(sd, variant.classifier, f"{self.name}:{variant.name}", path)
         report = LoadReport(checkpoint_key=key, stripped_prefixes=used, converted=list(converted))
         report.converted += resample_pos_embed(sd, model, getattr(model, "num_prefix_tokens", 0))
         head_sd = {k: v for k, v in sd.items() if k.startswith("global_head.")}
@@ -543,7 +582,9 @@ class MethodAdapter:
             size_divisor=max(reductions),
             in_chans=int(variant.model_kwargs.get("in_chans", 3)),
             norm=self.dense_norm,
-            global_pool="ca_head" if head is not None else (self.global_pool if family == "vit" else "avg"),
+            global_pool="ca_head"
+            if head is not None
+            else (str(variant.model_kwargs.get("global_pool", self.global_pool)) if family == "vit" else "avg"),
             probe_pool="token" if (family == "vit" and getattr(model, "cls_token", None) is not None) else "avg",
             notes=variant.notes,
         )
@@ -568,9 +609,20 @@ class MethodAdapter:
         return DataConfig(**merged)
 
     # -- the public entry point -------------------------------------------------------------------------------
-    def build(self, variant: str | None = None, weights: str | Path | None = None, seed: int = 0) -> Encoder:
-        """Build the encoder of ``variant`` with ``weights``: a path, URL, hub id, "random", or None (pinned URL)."""
+    def build(
+        self, variant: str | None = None, weights: str | Path | None = None, seed: int = 0, classifier: bool = False
+    ) -> Encoder:
+        """Build the encoder of ``variant`` with ``weights``: a path, URL, hub id, "random", or None (pinned URL).
+        ``classifier``: keep the released classification head (:attr:`Variant.classifier`) for
+        :meth:`Encoder.forward_logits`; refused for a variant whose authors released none."""
         v = self.variant(variant)
+        if classifier and v.classifier is None:
+            with_head = [x.name for x in self.variants if x.classifier is not None]
+            hint = f"; variants with one: {', '.join(with_head)}" if with_head else ""
+            raise CheckpointError(
+                f"{self.name}:{v.name} has no released classification head (a backbone-only release){hint}; "
+                "evaluate backbones with --task linear or knn"
+            )
         if weights is None:  # checked before building: a ViT-H takes a while to initialise
             if not v.released or not v.weights_url:
                 raise CheckpointError(
@@ -579,7 +631,10 @@ class MethodAdapter:
                 )
             weights = v.weights_url
         torch.manual_seed(seed)  # "random" weights are reproducible per seed
-        model = self.create_model(v)
+        built = v
+        if classifier and v.classifier is not None:  # the same architecture with the released head's width
+            built = replace(v, model_kwargs={**v.model_kwargs, "num_classes": v.classifier.num_classes})
+        model = self.create_model(built)
         head = self.create_global_head(v, model)
         report: LoadReport | None = None
         sha: str | None = None
@@ -589,7 +644,7 @@ class MethodAdapter:
             path = resolve_weights(source, v.sha256 if is_url(source) else None)
             sha = sha256_file(path)
             file_name = path.name
-            report = self.load_weights(model, head, read_checkpoint(path), v, path)
+            report = self.load_weights(model, head, read_checkpoint(path), v, path, classifier=classifier)
             if not is_url(source):
                 source = str(path)
         model.eval()
@@ -598,6 +653,8 @@ class MethodAdapter:
         identity = EncoderIdentity(self.name, v.name, v.arch, source, sha, file_name, report, seed)
         enc = Encoder(model, self.make_spec(model, v, head), self.make_data_config(model, v), identity, head)
         enc.model_factory = partial(self._create_with, v)
+        spec, data_config = self.make_spec(model, v, head), self.make_data_config(model, v)
+        enc = Encoder(model, spec, data_config, identity, head, v.classifier if classifier else None)
         return enc.eval().requires_grad_(False)
 
     def _create_with(self, v: Variant, **kwargs: Any) -> nn.Module:
@@ -622,11 +679,31 @@ class MethodAdapter:
                     "sha256": v.sha256,
                     "license": v.license,
                     "released": v.released,
+                    "classifier": None
+                    if v.classifier is None
+                    else {"num_classes": v.classifier.num_classes, "labels": v.classifier.labels},
                     "notes": v.notes,
                 }
                 for v in self.variants
             ],
         }
+
+
+def _check_classifier(sd: Mapping[str, torch.Tensor], c: Classifier, what: str, path: Path | str) -> None:
+    """One line for a file without the released head, or with a head of another width, before the strict load."""
+    absent = [k for k in c.keys if k not in sd]
+    if absent:
+        raise CheckpointError(
+            f"{path}: no classifier head in this checkpoint ({', '.join(absent)} absent): {what} needs the file its "
+            "authors released with the head (the pretrained backbone alone cannot classify); pass that checkpoint, "
+            "or evaluate the backbone with --task linear"
+        )
+    width = int(sd[c.keys[0]].shape[0])
+    if width != c.num_classes:
+        raise CheckpointError(
+            f"{path}: the classifier head {c.keys[0]} has {width} classes, but {what}'s released head has "
+            f"{c.num_classes} ({c.labels}); pass the checkpoint with the {c.num_classes}-class head"
+        )
 
 
 def with_variant(v: Variant, **changes: Any) -> Variant:

@@ -16,7 +16,7 @@ NVlabs' names (``models/gc_vit.py``), which timm's from-scratch ``gcvit_*`` does
 | ``blocks.{j}.attn.relative_position_index`` (buffer)     | — (checked to be the standard index, dropped)          |
 | ``blocks.{j}.gamma{1,2}`` (layer scale: S, S2, B, L)     | ``blocks.{j}.ls{1,2}.gamma``                           |
 | ``norm`` (after the last level)                          | ``stages.3.norm`` (inside the last stage)              |
-| ``head`` (ImageNet classifier)                           | — (dropped: encoder only)                              |
+| ``head`` (ImageNet classifier, on the avg-pooled norm)   | ``head.fc`` (dropped, or kept with ``classifier=True``) |
 
 NVlabs' first code (2022-06, v1) kept ``levels.{i}.to_q_global`` on the level and built the global query with a
 different tensor layout; its files are refused. Files already in timm's layout (timm's own converted weights) load
@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from timm.models.gcvit import GlobalContextVit
 from torch import nn
 
-from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
+from methods.base import Classifier, MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 from methods.errors import CheckpointError
 
 _HF = "https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_{}.pth.tar"  # NVlabs models/gc_vit.py, 2023-07+
@@ -236,8 +236,10 @@ def convert_nvlabs(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
             new = f"stages.{m[1]}.blocks.{m[2]}.{part}"
         elif key in ("norm.weight", "norm.bias"):
             new, kind = f"stages.{last}.norm.{key.split('.')[1]}", f"norm -> stages.{last}.norm"
+        elif key in ("head.weight", "head.bias"):  # timm's ClassifierHead pools, then its `fc` is NVlabs' `head`
+            new, kind = "head.fc." + key.split(".")[1], "head -> head.fc (classifier)"
         else:
-            new, kind = key, ""  # head.* and anything unknown: left for drop / the strict loader to name
+            new, kind = key, ""  # anything unknown: left for drop / the strict loader to name
         out[new] = v
         if kind:
             lines[kind] = lines.get(kind, 0) + 1
@@ -286,6 +288,8 @@ def to_nvlabs(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 out[block + part] = v
         elif key.startswith(f"stages.{last}.norm."):
             out["norm." + key.removeprefix(f"stages.{last}.norm.")] = v
+        elif key.startswith("head.fc."):
+            out["head." + key.removeprefix("head.fc.")] = v
         else:
             raise ValueError(f"GC ViT: no NVlabs name for timm key {key}")
     return out
@@ -320,8 +324,11 @@ _XXTINY = Variant(
     strip_prefixes=("module.",),
     drop=("head.*", "levels.*.attn.relative_position_index"),  # classifier; index buffers timm recomputes
     dense_indices=(0, 1, 2, 3),
-    data_config={"crop_pct": 1.0},  # NVlabs' per-model eval crop (models/gc_vit.py default_cfgs)
+    # NVlabs' per-model eval crop (models/gc_vit.py default_cfgs, which validate.py resolves through timm's
+    # resolve_data_config: bicubic, ImageNet mean/std, 224 px); variants below override crop_pct where it differs.
+    data_config={"crop_pct": 1.0},
     official_layouts=(_TRAIN_PY,),
+    classifier=Classifier(keys=("head.fc.weight", "head.fc.bias")),
     params_m=11.5,
     notes=_notes("79.9", "2022-07: 79.78, 2022-08: 79.80"),
 )

@@ -51,6 +51,37 @@ def _layout_cases(variants: list[tuple[str, Variant]]) -> list:
 
 
 CASES = [pytest.param(name, v.name, id=f"{name}:{v.name}", marks=_marks(v)) for name, v in _variants()]
+
+
+def _contract_cases() -> list:
+    """:data:`CASES` with ``real``: True for the first variant of each (method, timm arch), which runs at its real
+    size; a later variant of the same architecture (a fine-tuned or 384-px release, PACMAC's DINO run) differs only
+    in arguments a reduced-depth build exercises as well, so it runs the contract at the round trip's size."""
+    seen: set[tuple[str, str]] = set()
+    cases = []
+    for name, v in _variants():
+        real = (name, v.arch) not in seen or v.arch.startswith("gcvit_")  # GC ViT's windows fix its input size
+        seen.add((name, v.arch))
+        cases.append(pytest.param(name, v.name, real, id=f"{name}:{v.name}", marks=_marks(v) if real else []))
+    return cases
+
+
+CONTRACT_CASES = _contract_cases()
+
+
+def _classifier_cases() -> list:
+    """Per method and head layout (``Classifier.keys``), its smallest variant with a released head: the head's
+    names and conversion are the adapter's, not the size's, and GC ViT-L alone would take 40 s."""
+    smallest: dict[tuple[str, tuple[str, ...]], Variant] = {}
+    for name, v in _variants():
+        if v.classifier is not None:
+            key = (name, v.classifier.keys)
+            if key not in smallest or (v.params_m or 0.0) < (smallest[key].params_m or 0.0):
+                smallest[key] = v
+    return [pytest.param(name, v.name, id=f"{name}:{v.name}", marks=_marks(v)) for (name, _), v in smallest.items()]
+
+
+CLASSIFIER_CASES = _classifier_cases()
 LAYOUT_CASES = _layout_cases(_variants())
 
 
@@ -61,8 +92,10 @@ def _input(enc: Encoder) -> torch.Tensor:
     return torch.randn(2, enc.spec.in_chans, h, w)
 
 
-@pytest.mark.parametrize(("method", "variant"), CASES)
-def test_encoder_contract(method: str, variant: str) -> None:
+@pytest.mark.parametrize(("method", "variant", "real"), CONTRACT_CASES)
+def test_encoder_contract(method: str, variant: str, real: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not real:
+        shrink(monkeypatch, method, variant, **_round_trip_size(get_adapter(method).variant(variant).arch))
     enc = get_adapter(method).build(variant, weights="random", seed=0)
     spec = enc.spec
     x = _input(enc)
@@ -270,6 +303,45 @@ def test_official_layout_round_trip(
     v = get_adapter(method).variant(variant)
     shrink(monkeypatch, method, variant, **_round_trip_size(v.arch))
     _check_round_trip(method, variant, layout, tmp_path)
+
+
+@pytest.mark.parametrize(("method", "variant"), CLASSIFIER_CASES)
+@pytest.mark.usefixtures("one_thread")
+def test_classifier_round_trip(method: str, variant: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A released head survives the authors' first declared layout: ``build(classifier=True)`` gives the same logits
+    (1e-4), the head's keys are loaded, not dropped, and the backbone's features are unchanged by having a head."""
+    adapter = get_adapter(method)
+    shrink(monkeypatch, method, variant, **_round_trip_size(adapter.variant(variant).arch))
+    v = adapter.variant(variant)
+    assert v.classifier is not None
+    enc = adapter.build(variant, weights="random", seed=0, classifier=True)
+    _perturb(enc)
+    sd = {k.removeprefix("model."): t for k, t in enc.state_dict().items()}
+    assert set(v.classifier.keys) <= set(sd), f"declared head keys {v.classifier.keys} are not the model's"
+    path = tmp_path / "official.pth"
+    torch.save(official_file(adapter, v, v.official_layouts[0], sd), path)
+    loaded = adapter.build(variant, weights=path, classifier=True)
+    x = _round_trip_input(enc)
+    with torch.no_grad():
+        logits = loaded.forward_logits(x)
+        assert logits.shape == (2, v.classifier.num_classes)
+        torch.testing.assert_close(logits, enc.forward_logits(x), atol=1e-4, rtol=0)
+    _assert_same_features(loaded, enc, x)
+    assert not set(loaded.identity.load_report.dropped) & set(sd)
+    backbone = adapter.build(variant, weights=path)  # the same file without the head: dropped, features equal
+    kept = {k.removeprefix("model.") for k in backbone.state_dict()}
+    assert backbone.classifier is None and not set(v.classifier.keys) & kept
+    _assert_same_features(backbone, enc, x)
+
+
+def test_classifier_refused_for_backbone_only_variants() -> None:
+    """Every variant without a released head refuses ``classifier=True`` in one line, before building anything."""
+    from methods.errors import CheckpointError
+
+    for name, v in _variants():
+        if v.classifier is None:
+            with pytest.raises(CheckpointError, match=rf"{name}:{v.name} has no released classification head"):
+                get_adapter(name).build(v.name, weights="random", classifier=True)
 
 
 def test_a_variant_without_layout_fails_the_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
