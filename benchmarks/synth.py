@@ -12,6 +12,9 @@ SYNTH.register("imagefolder", "benchmarks.data.imagefolder:synth_imagefolder")
 SYNTH.register("multilabel", "benchmarks.data.table:synth_multilabel")
 SYNTH.register("multiband", "benchmarks.data.table:synth_multiband")
 SYNTH.register("coco", "benchmarks.data.coco:synth_coco")
+SYNTH.register("voc", "benchmarks.data.voc:synth_voc")
+SYNTH.register("coco-multilabel", "benchmarks.data.coco_multilabel:synth_coco_multilabel")
+SYNTH.register("nuswide", "benchmarks.data.nuswide:synth_nuswide")
 
 
 def synth(kind: str, out: Path | str, seed: int = 0) -> Path:

@@ -10,16 +10,18 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import TYPE_CHECKING, Any, ClassVar
 
 import timm
 import torch
 from torch import nn
 
 from methods._names import did_you_mean
-from methods.errors import CheckpointError, UnknownNameError
+from methods.errors import CheckpointError, UnknownNameError, VitbenchError
 from methods.weights import (
     LoadReport,
     is_url,
@@ -31,6 +33,9 @@ from methods.weights import (
     sha256_file,
     strip_prefixes,
 )
+
+if TYPE_CHECKING:
+    from methods.image_text import ImageText
 
 
 # ------------------------------------------------------------------------------------------------ data classes
@@ -186,6 +191,8 @@ class Encoder(nn.Module):
     - :meth:`forward_probe` ``[B, C, H, W] -> ([B, K, d], [B, K, d])``: per requested block, the probe token
       (normalised CLS, or the patch mean when there is no CLS) and the mean of the normalised patch tokens.
     - :meth:`forward_tokens` ``[B, C, H, W] -> [B, n_last, d]``: the DINO "CLS of the last n blocks".
+    - :meth:`image_text` (optional, :attr:`has_image_text`): the encoder's image and text towers in one embedding
+      space (CLIP), for prompt-learning and zero-shot tasks; built on first use.
     """
 
     def __init__(
@@ -195,6 +202,7 @@ class Encoder(nn.Module):
         data_config: DataConfig,
         identity: EncoderIdentity,
         global_head: nn.Module | None = None,
+        image_text: Callable[[], ImageText] | None = None,
     ) -> None:
         super().__init__()
         self.model = model
@@ -202,6 +210,29 @@ class Encoder(nn.Module):
         self.spec = spec
         self.data_config = data_config
         self.identity = identity
+        self._image_text_factory = image_text
+        self._image_text: tuple[ImageText, ...] = ()  # a tuple: built lazily, not part of the encoder's state dict
+
+    @property
+    def has_image_text(self) -> bool:
+        """Whether :meth:`image_text` exists for this encoder (known without building anything)."""
+        return self._image_text_factory is not None
+
+    def image_text(self) -> ImageText:
+        """The encoder's :class:`~methods.image_text.ImageText` towers from the same weights, frozen, in eval mode,
+        on the encoder's device; built (and the checkpoint read again) on the first call. Raises
+        :class:`VitbenchError` for an encoder without a text tower."""
+        if self._image_text_factory is None:
+            i = self.identity
+            raise VitbenchError(
+                f"{i.method}:{i.variant} has no text tower: this task needs an encoder with one (CLIP, e.g. "
+                "dualcoop:rn50)"
+            )
+        if not self._image_text:
+            built = self._image_text_factory()
+            device = next(self.model.parameters()).device
+            self._image_text = (built.to(device).eval().requires_grad_(False),)
+        return self._image_text[0]
 
     # The harness contract ---------------------------------------------------------------------------------
     def forward_global(self, x: torch.Tensor) -> torch.Tensor:
@@ -306,6 +337,15 @@ class MethodAdapter:
     def create_global_head(self, variant: Variant, model: nn.Module) -> nn.Module | None:
         """An extra module that turns ``forward_features`` into the global embedding (None: timm's own head)."""
         return None
+
+    def has_image_text(self, variant: Variant) -> bool:
+        """Whether ``variant`` has a text tower (:meth:`Encoder.image_text`); known without building anything."""
+        return False
+
+    def create_image_text(self, variant: Variant, weights: Path | None, seed: int) -> ImageText:
+        """Build the image-text towers of ``variant`` from the checkpoint at ``weights`` (None: random, seeded by
+        ``seed``). Called by :meth:`Encoder.image_text` on first use, only where :meth:`has_image_text`."""
+        raise VitbenchError(f"{self.name}:{variant.name} has no text tower")
 
     def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:
         """Turn the authors' key layout into timm's. Return the new dict and one line per conversion done."""
@@ -414,6 +454,7 @@ class MethodAdapter:
         sha: str | None = None
         file_name: str | None = None
         source = str(weights)
+        path: Path | None = None
         if source != "random":
             path = resolve_weights(source, v.sha256 if is_url(source) else None)
             sha = sha256_file(path)
@@ -425,7 +466,10 @@ class MethodAdapter:
         if head is not None:
             head.eval()
         identity = EncoderIdentity(self.name, v.name, v.arch, source, sha, file_name, report, seed)
-        enc = Encoder(model, self.make_spec(model, v, head), self.make_data_config(model, v), identity, head)
+        image_text = partial(self.create_image_text, v, path, seed) if self.has_image_text(v) else None
+        enc = Encoder(
+            model, self.make_spec(model, v, head), self.make_data_config(model, v), identity, head, image_text
+        )
         return enc.eval().requires_grad_(False)
 
     # -- listing ----------------------------------------------------------------------------------------------

@@ -88,20 +88,18 @@ def multilabel_ap(scores: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     torchmetrics computes average precision with ``ignore_index=-1`` (unknown labels dropped). A class without a
     positive has no defined AP: it is left out of the macro mean, and counted in ``n_classes_without_positive``.
     """
-    from torchmetrics.functional.classification import multilabel_average_precision
+    from torchmetrics.functional.classification import binary_average_precision, multilabel_average_precision
+
+    def ap(s: torch.Tensor, t: torch.Tensor, average: str) -> torch.Tensor:
+        if s.shape[1] == 1:  # torchmetrics' multilabel functions need two labels or more
+            return binary_average_precision(s[:, 0], t[:, 0], ignore_index=-1).reshape(1)
+        return multilabel_average_precision(s, t, num_labels=s.shape[1], average=average, ignore_index=-1)
 
     yi = y.long()
-    c = scores.shape[1]
     has_pos = (yi == 1).any(0)
     k = int(has_pos.sum())
-    valid = (
-        multilabel_average_precision(
-            scores[:, has_pos].float(), yi[:, has_pos], num_labels=k, average="none", ignore_index=-1
-        )
-        if k
-        else torch.zeros(0)
-    )
-    micro = multilabel_average_precision(scores.float(), yi, num_labels=c, average="micro", ignore_index=-1)
+    valid = ap(scores[:, has_pos].float(), yi[:, has_pos], "none") if k else torch.zeros(0)
+    micro = ap(scores.float(), yi, "micro")
     return {
         "mAP": 100.0 * float(valid.mean()) if len(valid) else 0.0,
         "micro_AP": 100.0 * float(micro),
