@@ -9,8 +9,7 @@ official checkpoint into an :class:`Encoder`; harnesses only ever see the :class
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path

@@ -187,7 +187,7 @@ class DualCoOp(MethodAdapter):
             towers = OpenClipResNet(name, config)
         if weights is not None:
             towers.load_openai(read_checkpoint(weights), weights)
-        return towers
+        return towers.eval().requires_grad_(False)
 
     def make_spec(self, model: nn.Module, variant: Variant, head: nn.Module | None) -> EncoderSpec:
         return replace(super().make_spec(model, variant, head), global_pool="clip_attn_pool")

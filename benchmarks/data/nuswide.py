@@ -3,7 +3,7 @@
 Layout (the NUS-WIDE release's file names; the images are the Flickr download)::
 
     ROOT/Concepts81.txt                                       the 81 human-annotated concepts, one a line
-    ROOT/ImageList/{Train,Test}Imagelist.txt                  one image a line, relative to Flickr/ ("actor\\0001_2124494179.jpg")
+    ROOT/ImageList/{Train,Test}Imagelist.txt                  one image a line, under Flickr/ ("actor\\0001_2.jpg")
     ROOT/Groundtruth/TrainTestLabels/Labels_<concept>_{Train,Test}.txt   one 0/1 a line, aligned with the image list
     ROOT/NUS_WID_Tags/TagList1k.txt                           the 1,000 Flickr tags, one a line
     ROOT/NUS_WID_Tags/{Train,Test}_Tags1k.dat                 a line of 1,000 0/1 per image, aligned with the list
@@ -125,7 +125,10 @@ def read_nuswide_zsl(root: Path | str) -> ZeroShotSplits:
     seen_file, unseen_file = root / "zsl" / "seen.txt", root / "zsl" / "unseen.txt"
     seen = _names(seen_file, "label")
     unseen = _names(unseen_file, "label")
-    for names, known, f, what in ((seen, tags, seen_file, "NUS_WID_Tags/TagList1k.txt"), (unseen, concepts, unseen_file, "Concepts81.txt")):
+    for names, known, f, what in (
+        (seen, tags, seen_file, "NUS_WID_Tags/TagList1k.txt"),
+        (unseen, concepts, unseen_file, "Concepts81.txt"),
+    ):
         unknown = [n for n in names if n not in known]
         if unknown:
             raise DataError(f"{f}: {len(unknown)} label(s) not in {what}, e.g. {unknown[0]!r}")
@@ -196,16 +199,16 @@ def synth_nuswide(out: Path | str, seed: int = 0, n_train: int = 48, n_test: int
             draw = ImageDraw.Draw(img)
             for c in concepts_on:
                 draw_shape(draw, c, 8 + c * 16, 12, 7, _COLOURS[c % len(_COLOURS)])
-            for t in tags_on:
-                draw_shape(draw, t, 6 + t * 10, 44, 5, _COLOURS[t])
+            for j in tags_on:
+                draw_shape(draw, j, 6 + j * 10, 44, 5, _COLOURS[j])
             path = out / "Flickr" / Path(*rel.split("\\"))
             path.parent.mkdir(parents=True, exist_ok=True)
             img.save(path, quality=92)
             listing.append(rel)
             concept_rows.append([int(c in concepts_on) for c in range(len(_SYNTH_CONCEPTS))])
             row = [0] * 1000
-            for t in tags_on:
-                row[tag_cols[t]] = 1
+            for j in tags_on:
+                row[tag_cols[j]] = 1
             tag_rows.append(row)
         (out / "ImageList" / f"{split}Imagelist.txt").write_text("\r\n".join(listing) + "\r\n", encoding="utf-8")
         for c, name in enumerate(_SYNTH_CONCEPTS):

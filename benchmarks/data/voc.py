@@ -82,7 +82,9 @@ def parse_annotation(xml_path: Path, difficult: str = "negative") -> np.ndarray:
     for obj in objects:
         name = (obj.findtext("name") or "").strip().lower()
         if name not in VOC_CLASSES:
-            raise DataError(f"{xml_path}: object class {name!r} is not one of VOC's 20 classes ({', '.join(VOC_CLASSES)})")
+            raise DataError(
+                f"{xml_path}: object class {name!r} is not one of VOC's 20 classes ({', '.join(VOC_CLASSES)})"
+            )
         c = VOC_CLASSES.index(name)
         if (obj.findtext("difficult") or "0").strip() == "1":
             only_difficult[c] = True

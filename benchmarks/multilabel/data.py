@@ -26,7 +26,8 @@ def load_partial(kind: str | None, root: Path, difficult: str = "negative") -> t
         raise ValueError(f"no partial-label reader for dataset kind {kind!r}")
     if test.split.classes != train.split.classes:
         raise DataError(
-            f"{root}: the test split's classes {list(test.split.classes)} differ from train's {list(train.split.classes)}"
+            f"{root}: the test split's classes {list(test.split.classes)} differ from train's "
+            f"{list(train.split.classes)}"
         )
     return train, test
 

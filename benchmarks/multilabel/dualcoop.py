@@ -89,7 +89,9 @@ def region_features(
     towers = encoder.image_text()
     transform = square_transform(encoder, size)
     dataset = ProbeDataset(split, transform)
-    key = FeatureKey(encoder.identity.weights_id, split.fingerprint(), split.name, transform.desc, f"regions:{towers.name}")
+    key = FeatureKey(
+        encoder.identity.weights_id, split.fingerprint(), split.name, transform.desc, f"regions:{towers.name}"
+    )
 
     def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
         return {"regions": towers.forward_regions(x)}
@@ -137,7 +139,6 @@ class DualCoOp(nn.Module):
         with torch.no_grad():
             for kind, n_ctx in (("pos", n_ctx_pos), ("neg", n_ctx_neg)):
                 texts = [" ".join(["X"] * n_ctx) + " " + name + "." for name in names]
-                tokens = towers.tokenize(texts)
                 lengths = [n_ctx + towers.token_count(name + ".") + 2 for name in names]
                 too_long = [n for n, ln in zip(names, lengths) if ln > towers.context_length]
                 if too_long:
@@ -145,6 +146,7 @@ class DualCoOp(nn.Module):
                         f"DualCoOp prompt for class {too_long[0]!r} with {n_ctx} context tokens exceeds the text "
                         f"tower's {towers.context_length} tokens"
                     )
+                tokens = towers.tokenize(texts)
                 emb = towers.embed_tokens(tokens)
                 self.register_buffer(f"prefix_{kind}", emb[:, :1].clone())  # [K, 1, W] start token
                 self.register_buffer(f"suffix_{kind}", emb[:, 1 + n_ctx :].clone())  # [K, L - 1 - n_ctx, W]
@@ -160,7 +162,7 @@ class DualCoOp(nn.Module):
         parts, tokens = [], []
         for kind in ("neg", "pos"):
             prefix, suffix, tok = (getattr(self, f"{p}_{kind}") for p in ("prefix", "suffix", "tokens"))
-            ctx = self.ctx_pos if kind == "pos" else self.ctx_neg
+            ctx: torch.Tensor = self.ctx_pos if kind == "pos" else self.ctx_neg
             if class_ids is not None:
                 prefix, suffix, tok = prefix[class_ids], suffix[class_ids], tok[class_ids]
                 if self.csc:
@@ -193,6 +195,14 @@ def aggregate(regions: torch.Tensor, text: torch.Tensor) -> torch.Tensor:
 def positive_probability(logits: torch.Tensor) -> torch.Tensor:
     """``[B, 2, K] -> [B, K]``: the softmax over (negative, positive), positive side (DualCoOp's score)."""
     return logits.float().softmax(dim=1)[:, 1]
+
+
+def ranking_score(logits: torch.Tensor) -> torch.Tensor:
+    """``[B, 2, K] -> [B, K]``: positive minus negative logit. The positive probability is its sigmoid, so every
+    ranking metric (AP, top-k) is the same, but with logits of +-100 the probability rounds to exactly 0 or 1 in
+    fp32 and ties images that the difference still orders."""
+    logits = logits.float()
+    return logits[:, 1] - logits[:, 0]
 
 
 def dualcoop_asl(
@@ -259,7 +269,7 @@ def _rows(regions: np.ndarray, idx: np.ndarray, device: str) -> torch.Tensor:
 
 @torch.no_grad()
 def predict(model: DualCoOp, data: EvalSet, device: str, chunk: int = 64) -> torch.Tensor:
-    """``[N, K]`` positive probabilities of ``data`` (on the CPU)."""
+    """``[N, K]`` ranking scores (:func:`ranking_score`) of ``data`` (on the CPU)."""
     ids = torch.tensor(data.class_ids, device=device)
     use_amp = device.startswith("cuda")
     with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
@@ -268,7 +278,7 @@ def predict(model: DualCoOp, data: EvalSet, device: str, chunk: int = 64) -> tor
     out = []
     for s in range(0, len(rows), chunk):
         x = _rows(data.regions, rows[s : s + chunk], device)
-        out.append(positive_probability(aggregate(x, text)).cpu())
+        out.append(ranking_score(aggregate(x, text)).cpu())
     return torch.cat(out)
 
 

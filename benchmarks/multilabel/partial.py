@@ -68,7 +68,7 @@ class PartialLabelHarness(Harness):
         train, test = load_partial(self.spec.dataset_kind, ctx.data_root, getattr(protocol, "difficult", "negative"))
         _check_train(train.split, protocol.holdout_fraction)
         full = train.split.targets
-        draws = label_draws(*full.shape, ctx.seed)
+        draws = label_draws(full.shape[0], full.shape[1], ctx.seed)
         masked = {p: partial_targets(full, p, draws, protocol.min_known) for p in protocol.proportions}
         if head == "linear":
             results, probe = self._linear(ctx, protocol, train.split, test.split, masked)
@@ -173,7 +173,7 @@ class PartialLabelHarness(Harness):
     ) -> tuple[dict[float, dict[str, Any]], dict[str, Any]]:
         enc = ctx.encoder
         towers = enc.image_text()
-        kw = {"device": ctx.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress}
+        kw: dict[str, Any] = {"device": ctx.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress}
         tr_regions = region_features(enc, train, protocol.prompt_resolution, **kw)
         te_regions = region_features(enc, test, protocol.prompt_resolution, **kw)
         fit, hold = holdout_split(train.targets, protocol.holdout_fraction, ctx.seed)
@@ -229,7 +229,7 @@ class PartialLabelHarness(Harness):
                 "detail": {"selected_epoch": best + 1, "loss_w": recipe.loss_w, "history": history},
             }
         probe = {
-            "features": f"region features of {towers.name} (attention pool as per-region projections, mean token first)",
+            "features": f"region features of {towers.name} (attention pool as per-region projections, mean first)",
             "image_text": towers.name,
             "image_text_load_report": towers.load_report.to_dict() if towers.load_report else None,
             "prompts": f"{protocol.n_ctx_pos}+{protocol.n_ctx_neg} context tokens, "

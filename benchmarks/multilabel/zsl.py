@@ -11,6 +11,7 @@ recorded in ``extra.official_selection``.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 
 import torch
@@ -34,7 +35,14 @@ def zero_shot_metrics(scores: torch.Tensor, y: torch.Tensor, top_k: tuple[int, .
     return out
 
 
+def _rank(history: list[dict[str, float]], key: str, epoch: int) -> tuple[float, int]:
+    """Best ``key`` first; the earlier epoch on ties."""
+    return history[epoch][key], -epoch
+
+
 class ZeroShotHarness(Harness):
+    """One harness for the zero-shot tasks; the layout comes from the catalogue's ``dataset_kind``."""
+
     def run(self, ctx: RunContext, protocol: ZeroShotProtocol) -> RunOutput:
         self.check_protocol(protocol)
         enc = ctx.encoder
@@ -43,9 +51,11 @@ class ZeroShotHarness(Harness):
         seen, unseen, every = list(z.seen), list(z.unseen), sorted(z.seen + z.unseen)
         if len(z.train.split) < 4:
             raise DataError(f"{z.train.split.root}: {len(z.train.split)} training images; too few to hold some out")
-        kw = {"device": ctx.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress}
-        regions = {name: region_features(enc, part.split, protocol.resolution, **kw) for name, part in
-                   (("train", z.train), ("zsl", z.zsl), ("gzsl", z.gzsl))}
+        kw: dict[str, Any] = {"device": ctx.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress}
+        regions = {
+            name: region_features(enc, part.split, protocol.resolution, **kw)
+            for name, part in (("train", z.train), ("zsl", z.zsl), ("gzsl", z.gzsl))
+        }
         y_train = torch.from_numpy(z.train.split.targets).long()
         fit, hold = holdout_split(z.train.split.targets[:, seen], protocol.holdout_fraction, ctx.seed)
         sets = {
@@ -73,15 +83,26 @@ class ZeroShotHarness(Harness):
         model = DualCoOp(towers, z.classes, recipe.n_ctx_pos, recipe.n_ctx_neg, csc=False, seed=ctx.seed)
 
         def on_epoch(epoch: int, m: DualCoOp) -> dict[str, float]:
-            out = {"holdout_mAP": multilabel_ap(predict(m, sets["holdout"], ctx.device), sets["holdout"].targets)["mAP"]}
+            out = {
+                "holdout_mAP": multilabel_ap(predict(m, sets["holdout"], ctx.device), sets["holdout"].targets)["mAP"]
+            }
             for name in ("zsl", "gzsl"):
                 scores = predict(m, sets[name], ctx.device)
                 out.update(zero_shot_metrics(scores, sets[name].targets, protocol.top_k, name))
             return out
 
         history = train_prompts(
-            model, regions["train"], y_train, fit, seen, recipe, on_epoch=on_epoch, seed=ctx.seed,
-            device=ctx.device, progress=ctx.progress, desc="DualCoOp zero-shot",
+            model,
+            regions["train"],
+            y_train,
+            fit,
+            seen,
+            recipe,
+            on_epoch=on_epoch,
+            seed=ctx.seed,
+            device=ctx.device,
+            progress=ctx.progress,
+            desc="DualCoOp zero-shot",
         )
         best = max(range(len(history)), key=lambda e: (history[e]["holdout_mAP"], -e))
         metrics = {k: v for k, v in history[best].items() if k != "holdout_mAP"}
@@ -89,13 +110,13 @@ class ZeroShotHarness(Harness):
         official: dict[str, Any] = {"rule": f"DualCoOp keeps the epoch of the best test F1 at top {k0}, per setting"}
         for name in ("zsl", "gzsl"):
             key = f"{name}_F1_k{k0}"
-            e = max(range(len(history)), key=lambda i, key=key: (history[i][key], -i))
+            e = max(range(len(history)), key=partial(_rank, history, key))
             official[name] = {"epoch": e + 1, **{k: v for k, v in history[e].items() if k.startswith(name)}}
             official[f"delta_{key}"] = history[e][key] - metrics[key]
         parts = {z.train.split.name: z.train, z.zsl.split.name: z.zsl, z.gzsl.split.name: z.gzsl}
         probe = {
             "head": "dualcoop",
-            "features": f"region features of {towers.name} (attention pool as per-region projections, mean token first)",
+            "features": f"region features of {towers.name} (attention pool as per-region projections, mean first)",
             "image_text": towers.name,
             "image_text_load_report": towers.load_report.to_dict() if towers.load_report else None,
             "prompts": f"{protocol.n_ctx_pos}+{protocol.n_ctx_neg} context tokens shared by all classes",

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -90,7 +91,7 @@ def multilabel_ap(scores: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """
     from torchmetrics.functional.classification import binary_average_precision, multilabel_average_precision
 
-    def ap(s: torch.Tensor, t: torch.Tensor, average: str) -> torch.Tensor:
+    def ap(s: torch.Tensor, t: torch.Tensor, average: Literal["micro", "none"]) -> torch.Tensor:
         if s.shape[1] == 1:  # torchmetrics' multilabel functions need two labels or more
             return binary_average_precision(s[:, 0], t[:, 0], ignore_index=-1).reshape(1)
         return multilabel_average_precision(s, t, num_labels=s.shape[1], average=average, ignore_index=-1)
