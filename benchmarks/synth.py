@@ -23,6 +23,9 @@ SYNTH.register("imagenet-r", "benchmarks.data.imagenet:synth_imagenet_r")
 SYNTH.register("imagenet-sketch", "benchmarks.data.imagenet:synth_imagenet_sketch")
 SYNTH.register("imagenetv2", "benchmarks.data.imagenet:synth_imagenetv2")
 SYNTH.register("imagenet-c", "benchmarks.data.imagenet:synth_imagenet_c")
+SYNTH.register("voc", "benchmarks.data.voc:synth_voc")
+SYNTH.register("coco-multilabel", "benchmarks.data.coco_multilabel:synth_coco_multilabel")
+SYNTH.register("nuswide", "benchmarks.data.nuswide:synth_nuswide")
 
 
 def synth(kind: str, out: Path | str, seed: int = 0) -> Path:

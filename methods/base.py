@@ -13,7 +13,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from functools import partial
 from pathlib import Path
-from typing import Any, ClassVar, cast
+from typing import TYPE_CHECKING, Any, ClassVar, cast
 
 import timm
 import torch
@@ -32,6 +32,9 @@ from methods.weights import (
     sha256_file,
     strip_prefixes,
 )
+
+if TYPE_CHECKING:
+    from methods.image_text import ImageText
 
 
 # ------------------------------------------------------------------------------------------------ data classes
@@ -244,6 +247,8 @@ class Encoder(nn.Module):
       (per-block attention probabilities of token-attention encoders; the final feature map for Grad-CAM).
     - :meth:`forward_logits` ``[B, C, H, W] -> [B, classifier.num_classes]``: the released classifier's logits, for
       an encoder built with ``classifier=True`` (``classifier`` says which head and label order).
+    - :meth:`image_text` (optional, :attr:`has_image_text`): the encoder's image and text towers in one embedding
+      space (CLIP), for prompt-learning and zero-shot tasks; built on first use.
     """
 
     def __init__(
@@ -254,6 +259,7 @@ class Encoder(nn.Module):
         identity: EncoderIdentity,
         global_head: nn.Module | None = None,
         classifier: Classifier | None = None,
+        image_text: Callable[[], ImageText] | None = None,
     ) -> None:
         super().__init__()
         # Any: timm models have a dynamic public API (forward_features/forward_head/forward_intermediates/
@@ -264,6 +270,29 @@ class Encoder(nn.Module):
         self.spec = spec
         self.data_config = data_config
         self.identity = identity
+        self._image_text_factory = image_text
+        self._image_text: tuple[ImageText, ...] = ()  # a tuple: built lazily, not part of the encoder's state dict
+
+    @property
+    def has_image_text(self) -> bool:
+        """Whether :meth:`image_text` exists for this encoder (known without building anything)."""
+        return self._image_text_factory is not None
+
+    def image_text(self) -> ImageText:
+        """The encoder's :class:`~methods.image_text.ImageText` towers from the same weights, frozen, in eval mode,
+        on the encoder's device; built (and the checkpoint read again) on the first call. Raises
+        :class:`VitbenchError` for an encoder without a text tower."""
+        if self._image_text_factory is None:
+            i = self.identity
+            raise VitbenchError(
+                f"{i.method}:{i.variant} has no text tower: this task needs an encoder with one (CLIP, e.g. "
+                "dualcoop:rn50)"
+            )
+        if not self._image_text:
+            built = self._image_text_factory()
+            device = next(self.model.parameters()).device
+            self._image_text = (built.to(device).eval().requires_grad_(False),)
+        return self._image_text[0]
 
     # The harness contract ---------------------------------------------------------------------------------
     def forward_global(self, x: torch.Tensor) -> torch.Tensor:
@@ -508,6 +537,15 @@ class MethodAdapter:
         """An extra module that turns ``forward_features`` into the global embedding (None: timm's own head)."""
         return None
 
+    def has_image_text(self, variant: Variant) -> bool:
+        """Whether ``variant`` has a text tower (:meth:`Encoder.image_text`); known without building anything."""
+        return False
+
+    def create_image_text(self, variant: Variant, weights: Path | None, seed: int) -> ImageText:
+        """Build the image-text towers of ``variant`` from the checkpoint at ``weights`` (None: random, seeded by
+        ``seed``). Called by :meth:`Encoder.image_text` on first use, only where :meth:`has_image_text`."""
+        raise VitbenchError(f"{self.name}:{variant.name} has no text tower")
+
     def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:
         """Turn the authors' key layout into timm's. Return the new dict and one line per conversion done."""
         return sd, []
@@ -640,6 +678,7 @@ class MethodAdapter:
         sha: str | None = None
         file_name: str | None = None
         source = str(weights)
+        path: Path | None = None
         if source != "random":
             path = resolve_weights(source, v.sha256 if is_url(source) else None)
             sha = sha256_file(path)
@@ -651,10 +690,10 @@ class MethodAdapter:
         if head is not None:
             head.eval()
         identity = EncoderIdentity(self.name, v.name, v.arch, source, sha, file_name, report, seed)
-        enc = Encoder(model, self.make_spec(model, v, head), self.make_data_config(model, v), identity, head)
-        enc.model_factory = partial(self._create_with, v)
+        image_text = partial(self.create_image_text, v, path, seed) if self.has_image_text(v) else None
         spec, data_config = self.make_spec(model, v, head), self.make_data_config(model, v)
-        enc = Encoder(model, spec, data_config, identity, head, v.classifier if classifier else None)
+        enc = Encoder(model, spec, data_config, identity, head, v.classifier if classifier else None, image_text)
+        enc.model_factory = partial(self._create_with, v)
         return enc.eval().requires_grad_(False)
 
     def _create_with(self, v: Variant, **kwargs: Any) -> nn.Module:

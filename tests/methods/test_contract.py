@@ -23,6 +23,7 @@ import torch
 
 from methods import build_encoder, get_adapter, list_methods
 from methods.base import Encoder, MethodAdapter, Variant
+from methods.errors import VitbenchError
 from methods.weights import strip_prefixes
 from tests.methods._official import official_file, shrink
 
@@ -128,6 +129,14 @@ def test_encoder_contract(method: str, variant: str, real: bool, monkeypatch: py
     if spec.family != "vit" and len(set(enc.probe_widths(list(range(spec.num_blocks))))) > 1:
         with pytest.raises(ValueError, match="differ in width"):
             enc.forward_probe(x, list(range(spec.num_blocks)))
+
+    # The optional image-text towers (CLIP): declared by the adapter, known without building them, built on first
+    # use (tests/methods/test_image_text.py, the clip extra); an encoder without them says so in one line.
+    adapter = get_adapter(method)
+    assert enc.has_image_text == adapter.has_image_text(adapter.variant(variant))
+    if not enc.has_image_text:
+        with pytest.raises(VitbenchError, match=f"{method}:{variant} has no text tower"):
+            enc.image_text()
 
 
 @pytest.mark.parametrize(("method", "variant"), CASES)
