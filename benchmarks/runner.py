@@ -261,7 +261,14 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
         device = f"cuda:{os.environ['LOCAL_RANK']}"
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    encoder = build_encoder(name, v.name, weights=req.weights, seed=req.seed, resample_pos_embed=req.resample_pos_embed)
+    encoder = build_encoder(
+        name,
+        v.name,
+        weights=req.weights,
+        seed=req.seed,
+        classifier=spec.classifier,
+        resample_pos_embed=req.resample_pos_embed,
+    )
     ctx = RunContext(
         task=spec,
         encoder=encoder.to(device),

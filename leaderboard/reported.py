@@ -18,7 +18,7 @@ import math
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -108,7 +108,8 @@ class PaperInfo(_Model):
 
 
 class ReportedRow(_Model):
-    csv_rows: list[int] = Field(default_factory=list)  # rows of shared/reference/reported_numbers.csv
+    csv_file: str = "reported_numbers.csv"  # the shared/reference CSV that csv_rows index
+    csv_rows: list[int] = Field(default_factory=list)  # 0-based data rows of csv_file
     method: str
     variant: str
     setting: str | None = None
@@ -125,10 +126,13 @@ class ReportedRow(_Model):
     caveat: str | None = None  # shown next to the number: why it may not be comparable
     source: str = Field(min_length=1)
     source_url: str | None = None
+    # What the source is: the paper's (or README's) text, or an image of the typeset table (a scan or screenshot,
+    # read by eye: the site says so next to the source).
+    source_kind: Literal["text", "table-image"] = "text"
     verified: str
     tolerance: float | None = Field(default=None, gt=0)
 
-    @field_validator("method", "variant", "task", "metric", "setting")
+    @field_validator("method", "variant", "task", "metric", "setting", "csv_file")
     @classmethod
     def _names(cls, v: str | None) -> str | None:
         return None if v is None else _name(v)

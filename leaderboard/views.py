@@ -105,6 +105,7 @@ def task_view(t: TaskTable, root: str) -> dict[str, Any]:
                 "caveat": rr.caveat or "",
                 "source": rr.source,
                 "source_url": rr.source_url or "",
+                "table_image": rr.source_kind == "table-image",
                 "verified": rr.verified,
                 "paper": paper.info.short,
                 "paper_href": paper_href(root, paper),

@@ -57,12 +57,16 @@ def build_encoder(
     variant: str | None = None,
     weights: str | Path | None = None,
     seed: int = 0,
+    classifier: bool = False,
     *,
     resample_pos_embed: bool = False,
 ) -> Encoder:
     """Build ``name``'s ``variant`` with ``weights`` (a path, URL, ``hf-hub:`` id, ``"random"``, or None for the
-    variant's pinned URL). ``name`` may carry the variant as ``"method:variant"``. ``resample_pos_embed``: accept a
-    position table of any grid, resampled (the load report says so)."""
+    variant's pinned URL). ``name`` may carry the variant as ``"method:variant"``. ``classifier``: keep the head the
+    authors released (``Encoder.forward_logits``); an error for a backbone-only variant. ``resample_pos_embed``:
+    accept a position table of any grid, resampled (the load report says so)."""
     if variant is None:
         name, variant = parse_method(name)
-    return get_adapter(name).build(variant, weights, seed, resample_pos_embed=resample_pos_embed)
+    return get_adapter(name).build(
+        variant, weights, seed, classifier=classifier, resample_pos_embed=resample_pos_embed
+    )

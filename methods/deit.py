@@ -2,16 +2,17 @@
 paper (Subramanya et al., arXiv 2206.08477: a frozen ``deit_base_patch16_224`` with a new linear head).
 
 The released ``deit_{small,base}_patch16_224-<hash>.pth`` hold ``{'model': state_dict}`` (``models.py`` loads
-``checkpoint["model"]`` with ``strict=True``) in timm's ViT names, including the 1000-class ``head`` we drop: the
-encoder ends at the normed CLS token. A ``main.py`` training checkpoint (``{'model', 'optimizer', 'lr_scheduler',
-'epoch', 'model_ema', 'scaler', 'args'}``) loads the same way (``model``, not the EMA).
+``checkpoint["model"]`` with ``strict=True``) in timm's ViT names, including the 1000-class ``head``: dropped for the
+encoder (which ends at the normed CLS token), kept by ``build(classifier=True)`` (``imagenet-supervised``). A
+``main.py`` training checkpoint (``{'model', 'optimizer', 'lr_scheduler', 'epoch', 'model_ema', 'scaler', 'args'}``)
+loads the same way (``model``, not the EMA).
 """
 
 from __future__ import annotations
 
 import argparse
 
-from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
+from methods.base import Classifier, MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 
 _HEAD = ("head.weight", "head.bias")
 # The release: {'model': ViT + ImageNet classifier}; main.py's checkpoint adds the EMA copy and training state.
@@ -46,6 +47,9 @@ _DEITS16 = Variant(
     official_layouts=(_RELEASE, _TRAINING),
     params_m=21.7,
     digest_prefix="sha256:cd65a155",
+    # Eval transform (datasets.py build_transform): Resize(int(224 / 0.875) = 256, bicubic), CenterCrop(224),
+    # ImageNet mean/std (main.py --eval-crop-ratio 0.875): the base data config.
+    classifier=Classifier(),
     notes=_NOTE.format("cd65a155"),
 )
 

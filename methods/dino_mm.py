@@ -18,10 +18,19 @@ import math
 import torch
 from torch.nn import functional as F
 
-from methods.base import MethodAdapter, Paper, Variant
+from methods.base import BandStretch, MethodAdapter, Paper, Variant
 from methods.dino import DINO_TRAINING
 
 BANDS = ("B01", "B02", "B03", "B04", "B05", "B06", "B07", "B08", "B8A", "B09", "B11", "B12", "VH", "VV")
+# Per-band mean / std of the raw values the stretch uses: S2 from SeCo's BAND_STATS
+# (datasets/BigEarthNet/bigearthnet_dataset_seco.py), S1 (dB) from MEAN_S1 / STD_S1
+# (datasets/BigEarthNet/bigearthnet_dataset_seco_lmdb_B14.py), in BANDS order.
+_MEAN = (340.76769064, 429.9430203, 614.21682446, 590.23569706, 950.68368468, 1792.46290469, 2075.46795189,
+         2218.94553375, 2266.46036911, 2246.0605464, 1594.42694882, 1009.32729131, -19.22, -12.59)  # fmt: skip
+_STD = (554.81258967, 572.41639287, 582.87945694, 675.88746967, 729.89827633, 1096.01480586, 1273.45393088,
+        1365.45589904, 1356.13789355, 1302.3292881, 1079.19066363, 818.86747235, 5.42, 5.04)  # fmt: skip
+# normalize(): uint8 from mean +- 2 std; S1 first clipped to its per-image 1 / 99 % quantiles (LMDBDataset).
+STRETCH = BandStretch(mean=_MEAN, std=_STD, n_std=2.0, quantize=True, clip_bands=("VH", "VV"), quantiles=(0.01, 0.99))
 _SCALING = (
     "per band: uint8 from [mean - 2 std, mean + 2 std] (S1 first clipped to its 1-99 % quantiles), then /255; "
     "no mean/std normalisation; a missing modality is fed as zeros"
@@ -58,6 +67,7 @@ class DinoMM(MethodAdapter):
                 "crop_pct": 112 / 128,
                 "interpolation": "bicubic",
                 "band_order": BANDS,
+                "band_scaling": STRETCH,
                 "notes": _SCALING,
             },
             notes="14 bands (S2 x12 without B10, then S1 VH, VV) at 112 px; pos_embed 28x28 -> 14x14 at load with "
@@ -68,7 +78,9 @@ class DinoMM(MethodAdapter):
     def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:
         pos = sd.get("pos_embed")
         grid = int(variant.model_kwargs["img_size"]) // 8  # patch size 8
-        side = math.isqrt(pos.shape[1] - 1) if pos is not None and pos.ndim == 3 else grid
+        if pos is None or pos.ndim != 3:
+            return sd, []
+        side = math.isqrt(pos.shape[1] - 1)
         if side == grid or side * side != pos.shape[1] - 1:
             return sd, []
         patch = pos[:, 1:].reshape(1, side, side, -1).permute(0, 3, 1, 2).float()

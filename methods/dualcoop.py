@@ -16,21 +16,30 @@ that lives in text space); ``forward_dense`` is the four stage outputs (strides 
 ``clip.build_model_conv_proj`` swaps the attention pool for ``AttentionConv``, which projects every location of the
 last stage, ``c_proj(v_proj(x_hw + pos_hw))`` (no attention; ``pos`` bicubic-resized from 7x7 to input/32, e.g. 14x14
 at its 448 px training size), plus the same for the mean token, giving ``[B, D, HW+1]`` region features that the
-prompt logits aggregate by a class-wise softmax over regions. That head is built from these same weights and lands
-with the multi-label harness.
+prompt logits aggregate by a class-wise softmax over regions.
+
+DualCoOp itself needs CLIP's text tower too: :meth:`Encoder.image_text` builds the whole CLIP with open_clip
+(:mod:`methods.open_clip_towers`, the ``clip`` extra) from the same file, OpenAI's names being open_clip's, and
+gives the region features above (``forward_regions``) and the text tower on token embeddings. The open_clip model
+config of each variant is :attr:`DualCoOp.clip_configs` (open_clip's own ``RN50`` / ``RN101``, shipped with the
+package; tests put a tiny config dict there).
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import replace
+from pathlib import Path
+from typing import Any, ClassVar
 
 import torch
 from timm.data import OPENAI_CLIP_MEAN, OPENAI_CLIP_STD
 from torch import nn
 
 from methods.base import EncoderSpec, MethodAdapter, OfficialLayout, Paper, Variant, with_variant
-from methods.errors import CheckpointError
+from methods.errors import CheckpointError, VitbenchError
+from methods.image_text import ImageText
+from methods.weights import read_checkpoint
 
 _OPENAI = "https://openaipublic.azureedge.net/clip/models/{}/{}.pt"  # clip/clip.py _MODELS (DualCoOp's copy)
 _RN50_SHA = "afeb0e10f9e5a86da6080e35cf09123aca3b358a0c3e3b6c78a7b63bc04b6762"
@@ -72,8 +81,10 @@ class CLIPAttentionPool(nn.Module):
 
     def __init__(self, model: nn.Module) -> None:
         super().__init__()
-        self.embed_dim = int(model.head.out_features)
-        self._model = (model,)  # a tuple, so it is not registered as a submodule (no second copy of the weights)
+        clip_resnet: Any = model  # timm ByobNet with CLIP's attention-pool head
+        self.embed_dim = int(clip_resnet.head.out_features)
+        # A tuple, so it is not registered as a submodule (no second copy of the weights).
+        self._model: tuple[Any] = (clip_resnet,)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self._model[0].forward_head(x)
@@ -156,6 +167,29 @@ class DualCoOp(MethodAdapter):
 
     def create_global_head(self, variant: Variant, model: nn.Module) -> nn.Module:
         return CLIPAttentionPool(model)
+
+    # variant -> open_clip model config (a name of open_clip's model_configs, or a dict of that shape)
+    clip_configs: ClassVar[dict[str, str | dict[str, Any]]] = {"rn50": "RN50", "rn101": "RN101"}
+
+    def has_image_text(self, variant: Variant) -> bool:
+        return variant.name in self.clip_configs
+
+    def create_image_text(self, variant: Variant, weights: Path | None, seed: int) -> ImageText:
+        try:
+            from methods.open_clip_towers import OpenClipResNet
+        except ImportError as err:
+            raise VitbenchError(
+                f"{self.name}:{variant.name}: its text tower is built by open_clip, which is not installed ({err}); "
+                "install the clip extra: pip install -e '.[clip]'"
+            ) from None
+        config = self.clip_configs[variant.name]
+        name = config if isinstance(config, str) else f"{variant.name}-custom"
+        with torch.random.fork_rng(devices=[]):  # random towers are reproducible per seed, global RNG untouched
+            torch.manual_seed(seed)
+            towers = OpenClipResNet(name, config)
+        if weights is not None:
+            towers.load_openai(read_checkpoint(weights), weights)
+        return towers.eval().requires_grad_(False)
 
     def make_spec(self, model: nn.Module, variant: Variant, head: nn.Module | None) -> EncoderSpec:
         return replace(super().make_spec(model, variant, head), global_pool="clip_attn_pool")

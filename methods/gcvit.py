@@ -16,12 +16,22 @@ NVlabs' names (``models/gc_vit.py``), which timm's from-scratch ``gcvit_*`` does
 | ``blocks.{j}.attn.relative_position_index`` (buffer)     | — (checked to be the standard index, dropped)          |
 | ``blocks.{j}.gamma{1,2}`` (layer scale: S, S2, B, L)     | ``blocks.{j}.ls{1,2}.gamma``                           |
 | ``norm`` (after the last level)                          | ``stages.3.norm`` (inside the last stage)              |
-| ``head`` (ImageNet classifier)                           | — (dropped: encoder only)                              |
+| ``head`` (ImageNet classifier, on the avg-pooled norm)   | ``head.fc`` (dropped, or kept with ``classifier=True``) |
 
 NVlabs' first code (2022-06, v1) kept ``levels.{i}.to_q_global`` on the level and built the global query with a
 different tensor layout; its files are refused. Files already in timm's layout (timm's own converted weights) load
 unchanged. forward_dense = the four stage outputs (strides 4..32, before the next stage's downsample, the last one
 after the final norm), the features NVlabs' detection backbone taps (it adds its own per-level norms).
+
+**Any input size** (:class:`AnySizeGCViT`). timm's model fixes its windows (7/7/14/7) and global queries from
+``img_size`` (224), so a 800 x 1216 detection image or a 512 x 683 segmentation crop does not fit its window grid.
+We keep the pretrained windows and do what NVlabs' detection backbone (``detection/models/gc_vit.py``) does at
+other sizes: each block pads its input, after ``norm1``, to a multiple of its window (zeros on the bottom/right,
+cropped after attention) and the global query, pooled by the same learned levels, is resized bicubically to the
+window. Nothing is resampled, so features at 224 px are exactly timm's. NVlabs' detection backbone further
+enlarges every window to 24 and resamples the relative-position tables bicubically: that is a fine-tuning choice
+of their detector, which we do not make (the tables would no longer be the pretrained ones) -- a deviation to keep
+in mind when comparing with their COCO numbers.
 """
 
 from __future__ import annotations
@@ -30,12 +40,14 @@ import argparse
 import functools
 import math
 import re
+from typing import Any
 
-import timm
 import torch
+import torch.nn.functional as F
+from timm.models.gcvit import GlobalContextVit
 from torch import nn
 
-from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
+from methods.base import Classifier, MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 from methods.errors import CheckpointError
 
 _HF = "https://huggingface.co/nvidia/GCViT/resolve/main/gcvit_1k_{}.pth.tar"  # NVlabs models/gc_vit.py, 2023-07+
@@ -51,12 +63,86 @@ def _notes(top1: str, earlier: str = "", prefix: str = "") -> str:
 
 
 _BUILT = "arch not in timm: timm's GlobalContextVit class with NVlabs' gc_vit_{} config. "
-# timm lacks these: timm's own GlobalContextVit class with NVlabs' hyper-parameters (models/gc_vit.py @ 8e1941f).
-_NOT_IN_TIMM = {
+# Every variant is timm's GlobalContextVit class (as AnySizeGCViT) with these hyper-parameters: timm's gcvit_*
+# builders' for the five timm has, NVlabs' (models/gc_vit.py @ 8e1941f) for the three it lacks (tiny2, small2, large).
+ARCHS: dict[str, dict[str, Any]] = {
+    "gcvit_xxtiny": dict(depths=(2, 2, 6, 2), num_heads=(2, 4, 8, 16)),
+    "gcvit_xtiny": dict(depths=(3, 4, 6, 5), num_heads=(2, 4, 8, 16)),
+    "gcvit_tiny": dict(depths=(3, 4, 19, 5), num_heads=(2, 4, 8, 16)),
+    "gcvit_small": dict(depths=(3, 4, 19, 5), num_heads=(3, 6, 12, 24), embed_dim=96, mlp_ratio=2, layer_scale=1e-5),
+    "gcvit_base": dict(depths=(3, 4, 19, 5), num_heads=(4, 8, 16, 32), embed_dim=128, mlp_ratio=2, layer_scale=1e-5),
     "gcvit_tiny2": dict(depths=(3, 4, 29, 5), num_heads=(2, 4, 8, 16), embed_dim=64, mlp_ratio=3),
     "gcvit_small2": dict(depths=(3, 4, 23, 5), num_heads=(3, 6, 12, 24), embed_dim=96, mlp_ratio=3, layer_scale=1e-5),
     "gcvit_large": dict(depths=(3, 4, 19, 5), num_heads=(6, 12, 24, 48), embed_dim=192, mlp_ratio=2, layer_scale=1e-5),
 }
+
+
+def _block(blk: Any, x: torch.Tensor, q_global: torch.Tensor) -> torch.Tensor:
+    """timm's ``GlobalContextVitBlock`` on ``x [B, H, W, C]`` of any ``H, W``: windowed attention on the normed
+    input padded (zeros, bottom/right) to the window multiple and cropped back, as NVlabs' GCViTBlock does; otherwise
+    timm's forward."""
+    _, h, w, _ = x.shape
+    wh, ww = blk.window_size
+    y = blk.norm1(x)
+    pad_h, pad_w = -h % wh, -w % ww
+    if pad_h or pad_w:
+        y = F.pad(y, (0, 0, 0, pad_w, 0, pad_h))
+    y = blk._window_attn(y, q_global)[:, :h, :w]
+    x = x + blk.drop_path1(blk.ls1(y))
+    return x + blk.drop_path2(blk.ls2(blk.mlp(blk.norm2(x))))
+
+
+def _stage(stage: Any, x: torch.Tensor) -> torch.Tensor:
+    """timm's ``GlobalContextVitStage`` on ``x [B, C, H, W]`` of any size: the global query (``[B, C, h, w]`` after
+    the learned pooling levels) is resized bicubically to the window, as NVlabs' GlobalQueryGen does; at 224 px it
+    already is."""
+    x = stage.downsample(x)
+    q = stage.global_block(x)
+    window = tuple(stage.blocks[0].window_size)
+    if tuple(q.shape[-2:]) != window:
+        q = F.interpolate(q, size=window, mode="bicubic", align_corners=False)
+    x = x.permute(0, 2, 3, 1)
+    q = stage.global_norm(q.permute(0, 2, 3, 1))
+    for blk in stage.blocks:
+        x = _block(blk, x, q)
+    return stage.norm(x).permute(0, 3, 1, 2).contiguous()
+
+
+class AnySizeGCViT(GlobalContextVit):
+    """timm's GlobalContextVit (same modules, names and weights) whose forward takes any input size whose sides are
+    multiples of 32 (see the module docstring). ``forward_intermediates`` returns the stage outputs
+    ``[B, C_i, H / 2^(i+2), W / 2^(i+2)]``."""
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        x = self.stem(x)
+        for stage in self.stages:
+            x = _stage(stage, x)
+        return x
+
+    def forward_intermediates(  # type: ignore[override]
+        self,
+        x: torch.Tensor,
+        indices: int | list[int] | None = None,
+        norm: bool = False,
+        stop_early: bool = False,
+        output_fmt: str = "NCHW",
+        intermediates_only: bool = False,
+    ) -> list[torch.Tensor] | tuple[torch.Tensor, list[torch.Tensor]]:
+        from timm.models._features import feature_take_indices
+
+        if output_fmt != "NCHW":
+            raise ValueError("GC ViT returns NCHW maps only")
+        take, max_index = feature_take_indices(len(self.stages), indices)
+        x = self.stem(x)
+        outs = []
+        for i, stage in enumerate(self.stages):
+            if stop_early and i > max_index:
+                break
+            x = _stage(stage, x)
+            if i in take:
+                outs.append(x)
+        return outs if intermediates_only else (x, outs)
+
 
 # The conv stack NVlabs' ReduceSize and FeatExtract share -> timm's MbConvBlock (dw 3x3, GELU, SE, pw 1x1).
 _MBCONV = {
@@ -150,8 +236,10 @@ def convert_nvlabs(sd: dict[str, torch.Tensor]) -> tuple[dict[str, torch.Tensor]
             new = f"stages.{m[1]}.blocks.{m[2]}.{part}"
         elif key in ("norm.weight", "norm.bias"):
             new, kind = f"stages.{last}.norm.{key.split('.')[1]}", f"norm -> stages.{last}.norm"
+        elif key in ("head.weight", "head.bias"):  # timm's ClassifierHead pools, then its `fc` is NVlabs' `head`
+            new, kind = "head.fc." + key.split(".")[1], "head -> head.fc (classifier)"
         else:
-            new, kind = key, ""  # head.* and anything unknown: left for drop / the strict loader to name
+            new, kind = key, ""  # anything unknown: left for drop / the strict loader to name
         out[new] = v
         if kind:
             lines[kind] = lines.get(kind, 0) + 1
@@ -200,6 +288,8 @@ def to_nvlabs(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
                 out[block + part] = v
         elif key.startswith(f"stages.{last}.norm."):
             out["norm." + key.removeprefix(f"stages.{last}.norm.")] = v
+        elif key.startswith("head.fc."):
+            out["head." + key.removeprefix("head.fc.")] = v
         else:
             raise ValueError(f"GC ViT: no NVlabs name for timm key {key}")
     return out
@@ -234,8 +324,11 @@ _XXTINY = Variant(
     strip_prefixes=("module.",),
     drop=("head.*", "levels.*.attn.relative_position_index"),  # classifier; index buffers timm recomputes
     dense_indices=(0, 1, 2, 3),
-    data_config={"crop_pct": 1.0},  # NVlabs' per-model eval crop (models/gc_vit.py default_cfgs)
+    # NVlabs' per-model eval crop (models/gc_vit.py default_cfgs, which validate.py resolves through timm's
+    # resolve_data_config: bicubic, ImageNet mean/std, 224 px); variants below override crop_pct where it differs.
+    data_config={"crop_pct": 1.0},
     official_layouts=(_TRAIN_PY,),
+    classifier=Classifier(keys=("head.fc.weight", "head.fc.bias")),
     params_m=11.5,
     notes=_notes("79.9", "2022-07: 79.78, 2022-08: 79.80"),
 )
@@ -323,13 +416,8 @@ class GCViT(MethodAdapter):
 
     def create_model(self, variant: Variant) -> nn.Module:
         # Not the base hook: it adds ViT-only dynamic_img_size to any arch containing "vit", which GC ViT rejects.
-        # GC ViT's window and global-query sizes are fixed by img_size (224 -> windows 7/7/14/7).
-        kwargs = {"num_classes": 0, **variant.model_kwargs}
-        if variant.arch in _NOT_IN_TIMM:
-            from timm.models.gcvit import GlobalContextVit
-
-            return GlobalContextVit(**{**_NOT_IN_TIMM[variant.arch], **kwargs})
-        return timm.create_model(variant.arch, pretrained=False, **kwargs)
+        # img_size (224) fixes the windows (7/7/14/7) and global-query levels; AnySizeGCViT runs them at any size.
+        return AnySizeGCViT(**{**ARCHS[variant.arch], "num_classes": 0, **variant.model_kwargs})
 
     def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:
         if not any(k.startswith(("levels.", "patch_embed.")) for k in sd):

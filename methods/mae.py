@@ -6,13 +6,19 @@ one-to-one (facebookresearch/mae ``models_vit.py`` subclasses timm's VisionTrans
 checkpoint from ``main_pretrain.py`` (``util/misc.py::save_model``: ``{'model', 'optimizer', 'epoch', 'scaler',
 'args'}``, the whole ``MaskedAutoencoderViT``) loads too: its decoder and mask token are not encoder weights.
 ``forward_global`` is the normed CLS token, as in ``main_linprobe.py`` (``global_pool`` off by default).
+
+The fine-tuned classifiers (FINETUNE.md, ``mae_finetuned_vit_{base,large,huge}.pth``, ``{'model': ...}`` as
+``main_finetune.py --eval --resume`` reads them) are the ``*-ft`` variants: ``--global_pool`` (the default) built
+``fc_norm`` on the mean of the patch tokens in place of ``norm`` (timm's ``global_pool='avg'``), then ``head``. Their
+eval transform (``util/datasets.py``: Resize(int(224 / (224 / 256)) = 256, bicubic), CenterCrop(224), ImageNet
+mean/std) is the base data config.
 """
 
 from __future__ import annotations
 
 import argparse
 
-from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
+from methods.base import Classifier, MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 
 # MaskedAutoencoderViT parameters that belong to the pixel decoder, not the encoder (also used by SemMAE, PACMAC).
 MAE_DECODER_KEYS = ("mask_token", "decoder_*")
@@ -62,6 +68,22 @@ _VITB16 = Variant(
 )
 
 
+_FT_URL = "https://dl.fbaipublicfiles.com/mae/finetune/mae_finetuned_vit_{}.pth"
+_FT_NOTE = "fine-tuned classifier (FINETUNE.md); sha256 not published, md5 prefix {}; reference top-1 {} / top-5 {}"
+_HEAD = ("head.weight", "head.bias")
+_VITB16_FT = with_variant(
+    _VITB16,
+    name="vitb16-ft",
+    model_kwargs={"global_pool": "avg"},  # fc_norm on the patch mean, no final norm: MAE's --global_pool
+    weights_url=_FT_URL.format("base"),
+    file_name="mae_finetuned_vit_base.pth",
+    drop=("head.*",),
+    official_layouts=(OfficialLayout(name="release", key="model", extra_weights=_HEAD),),
+    classifier=Classifier(),
+    notes=_FT_NOTE.format("1b25e9", "83.664", "96.530"),
+)
+
+
 class MAE(MethodAdapter):
     name = "mae"
     paper = Paper(
@@ -91,5 +113,24 @@ class MAE(MethodAdapter):
             params_m=630.8,
             digest_prefix="md5:9bdbb0",
             notes=_NOTE.format("9bdbb0"),
+        ),
+        _VITB16_FT,
+        with_variant(
+            _VITB16_FT,
+            name="vitl16-ft",
+            arch="vit_large_patch16_224",
+            weights_url=_FT_URL.format("large"),
+            file_name="mae_finetuned_vit_large.pth",
+            params_m=303.3,
+            notes=_FT_NOTE.format("51f550", "85.952", "97.570"),
+        ),
+        with_variant(
+            _VITB16_FT,
+            name="vith14-ft",
+            arch="vit_huge_patch14_224",
+            weights_url=_FT_URL.format("huge"),
+            file_name="mae_finetuned_vit_huge.pth",
+            params_m=630.8,
+            notes=_FT_NOTE.format("2541f2", "86.928", "98.088"),
         ),
     )

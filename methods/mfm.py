@@ -8,13 +8,20 @@ is exactly timm's ``qkv.bias = cat(q_bias, 0, v_bias)``. The pretraining configs
 embedding, no layer scale, no relative position bias. MFM's loss sees only patch tokens (the encoder output drops the
 CLS token before the decoder), so ``forward_global`` averages the normed patch tokens. The ResNet-50 encoder is timm's
 ``ResNet`` itself (``ResNetForMFM``), so its names are timm's.
+
+The fine-tuned ViT-B/16 (README "Fine-tuned model", 83.1 top-1) is ``vitb16-ft``: ``main_finetune.py`` saves the bare
+``VisionTransformer`` (no ``encoder.`` prefix) with the fine-tuning config's mean pooling (``USE_MEAN_POOLING``:
+``fc_norm`` on the patch mean, ``norm`` = Identity, i.e. timm's ``global_pool='avg'``), no layer scale, an absolute
+position embedding and the same BEiT q/v biases, then ``head``. Its eval transform (``data/data_finetune.py``,
+``TEST.CROP``: Resize(int(256 / 224 * 224) = 256, bicubic), CenterCrop(224), ImageNet mean/std) is the base data
+config. The fine-tuned ResNet-50s were trained with timm's recipe and their eval transform is not stated: left out.
 """
 
 from __future__ import annotations
 
 import torch
 
-from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
+from methods.base import Classifier, MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 from methods.errors import CheckpointError
 
 # utils.py::save_checkpoint; `model` is the whole MFM module: encoder.* and the 1x1-conv pixel decoder.
@@ -48,6 +55,12 @@ _VITB16 = Variant(
 )
 
 
+# main_finetune.py -> utils.py::save_checkpoint(model_without_ddp): the fine-tuned ViT with its classifier.
+_FINETUNE = OfficialLayout(
+    name="finetune", key="model", extra_weights=("head.weight", "head.bias"), extras=_TRAINING.extras
+)
+
+
 class MFM(MethodAdapter):
     name = "mfm"
     global_pool = "avg"
@@ -67,6 +80,16 @@ class MFM(MethodAdapter):
             dense_indices=(1, 2, 3, 4),
             params_m=23.5,
             notes="Google Drive only (no stable URL, no sha256); MFM ResNet-50 300-epoch file",
+        ),
+        with_variant(
+            _VITB16,
+            name="vitb16-ft",
+            model_kwargs={"global_pool": "avg"},  # USE_MEAN_POOLING: fc_norm on the patch mean, norm = Identity
+            drop=("head.*",),
+            official_layouts=(_FINETUNE,),
+            classifier=Classifier(),
+            notes="fine-tuned classifier (300-epoch MFM + 100-epoch fine-tuning, README top-1 83.1); Google Drive "
+            "only (no stable URL, no sha256); pass --weights PATH",
         ),
     )
 

@@ -11,12 +11,21 @@ checkpoint: ``teacher`` holds ``backbone.*``, ``ca_head.*`` and two projection h
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 import torch
 from torch import nn
 
 from methods.base import MethodAdapter, OfficialLayout, Paper, Variant
 from methods.dino import DINO_HEAD, DINO_TRAINING
+
+
+class _ClassAttentionProj(nn.Module):
+    """Separate q/k/v projections and the output projection, named as in the released keys (``attn.q.weight``...)."""
+
+    def __init__(self, dim: int) -> None:
+        super().__init__()
+        self.q, self.k, self.v, self.proj = (nn.Linear(dim, dim) for _ in range(4))
 
 
 class ClassAttentionBlock(nn.Module):
@@ -26,9 +35,7 @@ class ClassAttentionBlock(nn.Module):
         super().__init__()
         self.num_heads = num_heads
         self.norm1 = nn.LayerNorm(dim, eps=1e-6)
-        self.attn = nn.Module()
-        for name in ("q", "k", "v", "proj"):  # separate q/k/v projections, as in the released keys
-            setattr(self.attn, name, nn.Linear(dim, dim))
+        self.attn = _ClassAttentionProj(dim)
         self.norm2 = nn.LayerNorm(dim, eps=1e-6)
         hidden = int(dim * mlp_ratio)
         self.mlp = nn.Sequential()
@@ -105,7 +112,8 @@ class SelfPatch(MethodAdapter):
     )
 
     def create_global_head(self, variant: Variant, model: nn.Module) -> nn.Module:
-        return ClassAttentionHead(model.embed_dim, num_heads=len(model.blocks) and model.blocks[0].attn.num_heads)
+        vit: Any = model  # timm VisionTransformer
+        return ClassAttentionHead(vit.embed_dim, num_heads=len(vit.blocks) and vit.blocks[0].attn.num_heads)
 
     def convert(self, sd: dict[str, torch.Tensor], variant: Variant) -> tuple[dict[str, torch.Tensor], list[str]]:
         if not any(k.startswith("ca_head.") for k in sd):

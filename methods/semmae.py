@@ -9,11 +9,17 @@ Position embeddings: ``models_mae_setting3.py`` hard-codes a 28x28 grid (``pos_e
 and adds to each of its 196 tokens the entry of that patch's index, read from the repo's preprocessed ``.npy`` inputs
 (not released). A plain image carries no such index, so a grid that differs from the model's is resampled (bicubic) at
 load and the load report says so; this is our reading, the Drive files were not inspected.
+
+The fine-tuned ViT-B/16 (README: ``SemMAE_epoch799_vit_base_checkpoint-99.pth``, 83.352 / 96.494 with
+``main_finetune.py --eval --model vit_base_patch16``) is ``vitb16-ft``: MAE's fine-tuning layout (``--global_pool``,
+the default: ``fc_norm`` replaces ``norm``, then ``head``) and MAE's eval transform (its ``util/datasets.py``; the repo
+omits ``util/`` and ``vit_base_patch16``, so both are MAE's by assumption). The fine-tuned B/8 is left out: its
+``forward_features`` reads preprocessed part-index arrays (``model/models_vit.py``), not images.
 """
 
 from __future__ import annotations
 
-from methods.base import MethodAdapter, Paper, Variant, with_variant
+from methods.base import Classifier, MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 from methods.mae import MAE_DECODER_KEYS, MAE_TRAINING
 
 _VITB16 = Variant(
@@ -50,5 +56,20 @@ class SemMAE(MethodAdapter):
             digest_prefix="md5:322b6a",
             notes="img_size=112 as SemMAE defines ViT-B/8; 800-epoch pretrained file on Google Drive only "
             "(README md5 prefix 322b6a; no sha256); pass --weights PATH",
+        ),
+        with_variant(
+            _VITB16,
+            name="vitb16-ft",
+            model_kwargs={"global_pool": "avg"},  # MAE's --global_pool: fc_norm on the patch mean, no final norm
+            drop=("head.*",),
+            # MAE's misc.save_model during fine-tuning: the fine-tuned ViT with its classifier + training state.
+            official_layouts=(
+                OfficialLayout(
+                    name="training", key="model", extra_weights=("head.weight", "head.bias"), extras=MAE_TRAINING.extras
+                ),
+            ),
+            classifier=Classifier(),
+            notes="fine-tuned classifier (README: 83.352 top-1, epoch 99 of fine-tuning); Google Drive only (no "
+            "sha256); pass --weights PATH",
         ),
     )

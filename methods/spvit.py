@@ -7,6 +7,13 @@ files come from the TokenLabeling train script (timm's ``CheckpointSaver``): ``{
 ``--model-ema`` timm's train loop ranks checkpoints by the EMA model's accuracy, so the reported top-1 is the EMA's.
 ``head``/``aux_head`` (classifier and token-label head) are dropped; ``forward_global`` is the final-normed CLS
 token, i.e. the input of ``head`` (the ``0.5 * max(aux_head)`` term of the official logits is not part of it).
+``build(classifier=True)`` keeps both heads: ``forward_logits`` is the official inference ``head(cls) + 0.5 *
+max aux_head(patches)``.
+
+Eval transforms (the official ``tlt/models/spvit.py`` default_cfgs, resolved by timm 0.4.5's
+``resolve_data_config`` in ``main.py``): bicubic, ImageNet mean/std, crop_pct 0.9 for S and 1.0 for M and L. The
+384-px fine-tuned models (``distributed_fine_tune.sh``: ``--img-size 384``, same constructors) keep their model's
+crop_pct, so S at 384 resizes to 426 and crops 384; they are the ``s384``/``m384``/``l384`` variants.
 """
 
 from __future__ import annotations
@@ -16,7 +23,7 @@ import argparse
 import torch
 
 import methods.archs.spvit as arch  # registers the timm names
-from methods.base import MethodAdapter, OfficialLayout, Paper, Variant, with_variant
+from methods.base import Classifier, MethodAdapter, OfficialLayout, Paper, Variant, with_variant
 from methods.errors import CheckpointError
 
 _NOTES = (
@@ -54,7 +61,9 @@ _S = Variant(
     params_m=25.5,
     pos_embed_grids=(24,),  # the paper's 384-px fine-tuned models
     notes=_NOTES,
+    classifier=Classifier(keys=("head.weight", "head.bias", "aux_head.weight", "aux_head.bias")),
 )
+_FT384 = "; fine-tuned at 384 px (distributed_fine_tune.sh: --img-size 384, lr 5e-6, wd 1e-8)"
 
 
 def _spsa_blocks(arch_name: str, model_kwargs: dict) -> set[int]:
@@ -78,7 +87,17 @@ class SPViT(MethodAdapter):
     )
     variants = (
         _S,
+        with_variant(_S, name="s384", model_kwargs={"img_size": 384}, params_m=25.6, notes=_NOTES + _FT384),
         with_variant(_S, name="m", arch="spvit_m", data_config={"crop_pct": 1.0}, params_m=54.9),
+        with_variant(
+            _S,
+            name="m384",
+            arch="spvit_m",
+            model_kwargs={"img_size": 384},
+            data_config={"crop_pct": 1.0},
+            params_m=55.1,
+            notes=_NOTES + _FT384,
+        ),
         with_variant(
             _S,
             name="l",
@@ -86,6 +105,15 @@ class SPViT(MethodAdapter):
             data_config={"crop_pct": 1.0},
             params_m=148.7,
             notes=_NOTES + "; the paper's L (SP-SA in blocks 0-21); a file without SP-SA keys needs l-public",
+        ),
+        with_variant(
+            _S,
+            name="l384",
+            arch="spvit_l",
+            model_kwargs={"img_size": 384},
+            data_config={"crop_pct": 1.0},
+            params_m=149.0,
+            notes=_NOTES + _FT384 + "; the paper's L (SP-SA in blocks 0-21)",
         ),
         with_variant(
             _S,

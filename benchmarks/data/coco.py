@@ -17,7 +17,7 @@ import random
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 from methods.errors import DataError
 
@@ -66,20 +66,14 @@ def _valid_polygons(seg: Any) -> bool:
     return any(isinstance(p, list) and len(p) >= 6 and len(p) % 2 == 0 for p in seg)
 
 
-def validate_coco_split(root: Path | str, split: str, *, train: bool, check_files: bool = True) -> CocoSplit:
-    """Read ``root/annotations/instances_<split>.json`` and check it against ``root/<split>/``.
-
-    Raises :class:`DataError` naming the file and the image/annotation/category at fault for: a missing folder or
-    json, invalid JSON or missing top-level lists, duplicate image/category ids or category names, an image
-    listed but absent on disk, an annotation on an unknown image or with a ``category_id`` not in
-    ``categories``, a malformed ``bbox``. Counts (not errors) what mmdet drops; see the module docstring.
-    """
-    root = Path(root)
+def read_instances(root: Path, ann_name: str, img_dir: Path) -> dict[str, Any]:
+    """The parsed COCO json ``root/<ann_name>`` (a dict with the three top-level lists), after checking that it and
+    ``img_dir`` exist. Raises :class:`DataError` naming the file for a missing file or folder, invalid JSON or a
+    missing top-level list."""
     if not root.is_dir():
         raise DataError(f"{root}: data folder does not exist")
-    ann_path = root / ann_file(split)
-    img_dir = root / split
-    layout = f"expected COCO's layout: {root}/{ann_file(split)} and {root}/{split}/<images>"
+    ann_path = root / ann_name
+    layout = f"expected COCO's layout: {root}/{ann_name} and {img_dir}/<images>"
     if not ann_path.is_file():
         raise DataError(f"{ann_path}: annotation file not found ({layout})")
     if not img_dir.is_dir():
@@ -97,7 +91,11 @@ def validate_coco_split(root: Path | str, split: str, *, train: bool, check_file
             raise DataError(f"{ann_path}: missing the '{key}' list")
     if not data["categories"]:
         raise DataError(f"{ann_path}: the 'categories' list is empty")
+    return data
 
+
+def read_categories(data: dict[str, Any], ann_path: Path) -> dict[int, str]:
+    """``{category id: name}`` in the file's order; a malformed entry, a repeated id or name is a DataError."""
     cats: dict[int, str] = {}
     names: set[str] = set()
     for c in data["categories"]:
@@ -109,7 +107,12 @@ def validate_coco_split(root: Path | str, split: str, *, train: bool, check_file
             raise DataError(f"{ann_path}: category name '{c['name']}' appears twice")
         cats[c["id"]] = c["name"]
         names.add(c["name"])
+    return cats
 
+
+def read_images(data: dict[str, Any], ann_path: Path, img_dir: Path, check_files: bool = True) -> dict[int, dict]:
+    """``{image id: entry}``; a malformed entry, a repeated id or (``check_files``) an image listed but absent
+    from ``img_dir`` is a DataError naming the file and the image."""
     images: dict[int, dict[str, Any]] = {}
     missing: list[str] = []
     for im in data["images"]:
@@ -127,6 +130,22 @@ def validate_coco_split(root: Path | str, split: str, *, train: bool, check_file
     if missing:
         more = f" (and {len(missing) - 1} more)" if len(missing) > 1 else ""
         raise DataError(f"{ann_path}: image listed but absent: {missing[0]}{more}")
+    return images
+
+
+def validate_coco_split(root: Path | str, split: str, *, train: bool, check_files: bool = True) -> CocoSplit:
+    """Read ``root/annotations/instances_<split>.json`` and check it against ``root/<split>/``.
+
+    Raises :class:`DataError` naming the file and the image/annotation/category at fault for: a missing folder or
+    json, invalid JSON or missing top-level lists, duplicate image/category ids or category names, an image
+    listed but absent on disk, an annotation on an unknown image or with a ``category_id`` not in
+    ``categories``, a malformed ``bbox``. Counts (not errors) what mmdet drops; see the module docstring.
+    """
+    root = Path(root)
+    ann_path = root / ann_file(split)
+    data = read_instances(root, ann_file(split), root / split)
+    cats = read_categories(data, ann_path)
+    images = read_images(data, ann_path, root / split, check_files)
 
     skipped: Counter[str] = Counter()
     usable: Counter[int] = Counter()  # image id -> annotations mmdet will train on
@@ -134,7 +153,7 @@ def validate_coco_split(root: Path | str, split: str, *, train: bool, check_file
         if not isinstance(a, dict) or "id" not in a:
             raise DataError(f"{ann_path}: annotation {str(a)[:80]} has no 'id'")
         aid = a["id"]
-        im = images.get(a.get("image_id"))
+        im = images.get(cast(int, a.get("image_id")))  # any JSON value; a non-id finds nothing
         if im is None:
             raise DataError(
                 f"{ann_path}: annotation id {aid} refers to image_id {a.get('image_id')!r}, which is "
@@ -214,7 +233,7 @@ def synth_coco(out: Path | str, seed: int = 0, n_train: int = 16, n_val: int = 8
 
     out = Path(out)
     rng = random.Random(seed)
-    categories = [
+    categories: list[dict[str, Any]] = [
         {"id": 1, "name": "square", "supercategory": "shape"},
         {"id": 2, "name": "disc", "supercategory": "shape"},
     ]
@@ -229,6 +248,7 @@ def synth_coco(out: Path | str, seed: int = 0, n_train: int = 16, n_val: int = 8
             base = rng.randint(10, 40)
             img = Image.new("RGB", (w, h), (base, base, base))
             px = img.load()
+            assert px is not None  # a new in-memory image always has pixel access
             for _ in range(w * h // 8):  # sparse noise: images are not trivially flat
                 px[rng.randrange(w), rng.randrange(h)] = tuple(base + rng.randint(0, 25) for _ in range(3))
             draw = ImageDraw.Draw(img)

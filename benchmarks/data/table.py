@@ -4,7 +4,8 @@
   train a seeded 10 % of the labels unknown (-1), as partial-label training sets have.
 - ``multiband``: 14-band ``.npy`` arrays named like Sentinel-1/2 bands, stored in torchgeo's order (S1 first,
   then S2 with B8A after B08) — not DINO-MM's (S2 first) — so reading them exercises the by-name band mapping.
-  Each label lights up its own pair of bands with a blob.
+  Values are in sensor units (BigEarthNet's per-band mean plus noise; S1 in dB), so an encoder's declared band
+  scaling (DINO-MM's stretch) sees realistic inputs; each label raises its own pair of bands by a 2-std blob.
 """
 
 from __future__ import annotations
@@ -84,18 +85,24 @@ def synth_multiband(out: Path | str, seed: int = 0, n_train: int = 48, n_val: in
     nrng = np.random.default_rng(seed)
     # Label c shows in two bands: one S2 band and, for two of the labels, one S1 band too.
     signature = {0: ("B02", "VV"), 1: ("B08", "B8A"), 2: ("B11", "VH"), 3: ("B04", "B05")}
+    from benchmarks.data.bigearthnet import BAND_MEAN, BAND_STD
+
+    mean = np.array([BAND_MEAN[b] for b in MULTIBAND_BANDS], dtype=np.float32)[:, None, None]
+    std = np.array([BAND_STD[b] for b in MULTIBAND_BANDS], dtype=np.float32)[:, None, None]
     yy, xx = np.mgrid[0:size, 0:size]
     for split, n in (("train", n_train), ("val", n_val)):
         rows = []
         for i in range(n):
             labels = _labels(rng, len(_BAND_CLASSES))
-            arr = nrng.normal(0.2, 0.05, size=(len(MULTIBAND_BANDS), size, size)).astype(np.float32)
+            noise = nrng.normal(0.0, 0.3, size=(len(MULTIBAND_BANDS), size, size)).astype(np.float32)
+            arr = mean + noise * std
             for c, on in enumerate(labels):
                 if on:
                     cy, cx = rng.randint(size // 4, 3 * size // 4), rng.randint(size // 4, 3 * size // 4)
                     blob = np.exp(-((yy - cy) ** 2 + (xx - cx) ** 2) / (2 * (size / 5) ** 2)).astype(np.float32)
                     for band in signature[c]:
-                        arr[MULTIBAND_BANDS.index(band)] += blob
+                        k = MULTIBAND_BANDS.index(band)
+                        arr[k] += 2.0 * blob * std[k, 0, 0]
             name = f"patches/{split}_{i:04d}.npy"
             np.save(out / name, arr)
             rows.append((name, labels))

@@ -3,7 +3,8 @@
 One :class:`CocoDetHarness` serves the three catalogue entries; what differs between them is all in their protocols:
 
 - ``coco-maskrcnn-fpn-1x``: SelfPatch's protocol (:class:`~benchmarks.dense.protocols.CocoDetProtocol`);
-- ``coco-maskrcnn-3x`` / ``coco-cascade-3x``: GC ViT's protocols.
+- ``coco-maskrcnn-3x`` / ``coco-cascade-3x``: GC ViT's protocols;
+- ``coco-cascade-1x``: iBOT's protocol (Cascade Mask R-CNN 1x with layer-wise lr decay).
 
 Data is COCO's layout, checked by :func:`benchmarks.data.coco.validate_coco_split` before anything reaches mmdet;
 what mmdet silently drops is counted and written to the record's ``dataset.skipped``.
@@ -21,9 +22,8 @@ import json
 from pathlib import Path
 from typing import Any
 
-import torch
-
 from benchmarks.data.coco import CocoSplit, validate_coco_split
+from benchmarks.dense.backbone import check_dense_input, layer_decay_groups
 from benchmarks.dense.mmdet_config import DetProtocol, build_mmdet_config
 from benchmarks.dense.neck import pad_divisor, plan_neck, to_jsonable
 from benchmarks.harness import Harness, RunContext, RunOutput
@@ -108,32 +108,10 @@ def coco_metrics(
 
 # ------------------------------------------------------------------------------------------------ harnesses
 def check_variable_input(encoder: Encoder, protocol: DetProtocol, device: str) -> None:
-    """Fail early, with the encoder's name, if ``forward_dense`` cannot take a non-native input size.
-
-    Detection feeds every image at its own (padded) size, e.g. ``[B, 3, 800, 1216]``. An encoder whose attention
-    windows or position tables are fixed at construction (timm's GC ViT is built for one ``img_size``) would
-    otherwise crash deep inside the first training step.
-    """
+    """Fail early, with the encoder's name, if ``forward_dense`` cannot take the padded variable-size images
+    detection feeds (e.g. ``[B, 3, 800, 1216]``); see :func:`benchmarks.dense.backbone.check_dense_input`."""
     plan = plan_neck(encoder.spec, protocol.pyramid_strides, protocol.fpn_channels, protocol.fpn_num_outs)
-    d = pad_divisor(encoder.spec, plan)
-    h, w = 2 * d, 3 * d
-    try:
-        with torch.inference_mode():
-            feats = encoder.forward_dense(torch.zeros(1, encoder.spec.in_chans, h, w, device=device))
-    except Exception as err:  # any failure here means the same failure later, inside mmdet
-        i = encoder.identity
-        raise VitbenchError(
-            f"{i.method}:{i.variant} ({i.arch}): forward_dense fails on a {h}x{w} input ({type(err).__name__}: "
-            f"{str(err)[:120]}); the COCO tasks feed variable-size images padded to multiples of {d}, so this "
-            "encoder's adapter must accept them (e.g. pad to its windows instead of fixing img_size)"
-        ) from None
-    got = [tuple(f.shape[1:]) for f in feats]
-    want = [(c, h // r, w // r) for c, r in zip(encoder.spec.channels, encoder.spec.reductions)]
-    if got != want:
-        raise VitbenchError(
-            f"{encoder.identity.arch}: forward_dense gave maps {got} for a {h}x{w} input; its spec "
-            f"(channels, reductions) promises {want}"
-        )
+    check_dense_input(encoder, pad_divisor(encoder.spec, plan), device, "the COCO tasks feed variable-size images")
 
 
 class CocoDetHarness(Harness):
@@ -181,6 +159,7 @@ class CocoDetHarness(Harness):
             launcher=ctx.launcher,
             device=device,
             resume_from=mm_glue.own_last_checkpoint(work),
+            layer_ids=encoder.layer_ids(),
         )
         result = mm_glue.train_and_test(cfg, task=self.task)
         detections = _detection_files(result.outputs, cfg["test_evaluator"]["outfile_prefix"], result.is_main_process)
@@ -206,6 +185,7 @@ class CocoDetHarness(Harness):
             "detector": protocol.detector,
             "blocks": list(encoder.spec.indices),
             "backbone_num_heads": protocol.backbone_num_heads,
+            "layer_decay": getattr(protocol, "layer_decay", 1.0) if encoder.spec.family == "vit" else 1.0,
             "drop_path_blocks": result.drop_path_blocks,
             "train_scales": list(protocol.train_scales),
             "test_scale": list(protocol.test_scale),
@@ -214,6 +194,7 @@ class CocoDetHarness(Harness):
         }
         extra = {
             "mm_config": to_jsonable(cfg),
+            "layer_decay_groups": {str(k): len(v) for k, v in layer_decay_groups(cfg).items()},
             "config_path": str(result.config_path),
             "log_path": str(result.log_path) if result.log_path else None,
             "work_dir": str(work),

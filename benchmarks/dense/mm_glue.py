@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 import mmcv.ops  # noqa: F401  (fails here, with a clear message upstream, if mmcv was built without its ops)
+import numpy as np
 import torch
 from mmdet.registry import MODELS as MMDET_MODELS
 from mmdet.utils import register_all_modules as register_mmdet_modules
@@ -31,10 +32,14 @@ from mmengine.model import is_model_wrapper
 from mmengine.registry import DefaultScope
 from mmengine.runner import Runner
 from mmengine.runner.checkpoint import CheckpointLoader
+from mmseg.datasets import ADE20KDataset
+from mmseg.evaluation import IoUMetric
+from mmseg.registry import METRICS as MMSEG_METRICS
 from mmseg.registry import MODELS as MMSEG_MODELS
 from mmseg.utils import register_all_modules as register_mmseg_modules
 
 from benchmarks.dense.backbone import BACKBONE_TYPE, EncoderBackbone, encoder_ref, register_live_encoder
+from benchmarks.dense.mmseg_config import IOU_METRIC_TYPE
 from benchmarks.dense.neck import PYRAMID_TYPE, SimplePyramid
 from methods import Encoder, safe_pickle
 from methods.errors import UnsafeCheckpointError, VitbenchError
@@ -115,15 +120,40 @@ def own_last_checkpoint(work_dir: Path | str) -> str | None:
     return OWN_CHECKPOINT + str(ckpt)
 
 
+# ------------------------------------------------------------------------------------------------ metrics
+PER_CLASS_PREFIX = "IoU_c"  # PerClassIoUMetric's per-class keys: IoU_c0 ... IoU_c149 (label order, %)
+
+
+class PerClassIoUMetric(IoUMetric):
+    """mmseg's ``IoUMetric`` (``aAcc``, ``mIoU``, ``mAcc`` in %, rounded to 2 decimals as mmseg reports them), plus
+    each class's IoU under ``IoU_c<k>`` (%, unrounded; NaN for a class absent from both prediction and ground
+    truth, which ``mIoU`` leaves out). The per-image intersections and unions are mmseg's own."""
+
+    def compute_metrics(self, results: list) -> dict[str, float]:
+        metrics = dict(super().compute_metrics(results))
+        if not results:
+            return metrics
+        totals = [sum(column) for column in zip(*results)]
+        per_class = self.total_area_to_metrics(*totals, ["mIoU"], None, self.beta)["IoU"]
+        metrics.update({f"{PER_CLASS_PREFIX}{k}": float(v) * 100.0 for k, v in enumerate(per_class)})
+        return metrics
+
+
+def ade20k_classes() -> tuple[str, ...]:
+    """The 150 class names of mmseg's ``ADE20KDataset``, in label order (label ``k`` after ``reduce_zero_label``)."""
+    return tuple(ADE20KDataset.METAINFO["classes"])
+
+
 # ------------------------------------------------------------------------------------------------ setup
 def prepare() -> None:
-    """Register mmdet's and mmseg's modules, vitbench's backbone/pyramid in both engines' ``MODELS`` and the
-    own-checkpoint scheme (idempotent)."""
+    """Register mmdet's and mmseg's modules, vitbench's backbone/pyramid in both engines' ``MODELS``, the per-class
+    IoU metric in mmseg's ``METRICS`` and the own-checkpoint scheme (idempotent)."""
     register_mmdet_modules(init_default_scope=False)
     register_mmseg_modules(init_default_scope=False)
     for registry in REGISTRIES.values():
         registry.register_module(name=BACKBONE_TYPE, module=EncoderBackbone, force=True)
         registry.register_module(name=PYRAMID_TYPE, module=SimplePyramid, force=True)
+    MMSEG_METRICS.register_module(name=IOU_METRIC_TYPE, module=PerClassIoUMetric, force=True)
     CheckpointLoader.register_scheme(prefixes=OWN_CHECKPOINT, loader=_load_own_checkpoint, force=True)
 
 
@@ -157,6 +187,7 @@ class MMResult:
 
     outputs: dict[str, Path]  # the files the test evaluator dumped, by name under its dump location (see _dumps)
     metrics: dict[str, float]  # what the engine's evaluator computed (empty when it only dumps: format_only)
+    extra_metrics: dict[str, dict[str, float]]  # the same per extra test of the config (e.g. "ms": multi-scale)
     config_path: Path
     log_path: Path | None
     resumed_from: str | None
@@ -197,13 +228,47 @@ def _dumps(locations: list[tuple[Path, str]]) -> dict[str, Path]:
     return found
 
 
-def train_and_test(cfg: dict[str, Any], task: str) -> MMResult:
-    """Build the runner from ``cfg``, train (resuming if ``cfg['resume']``), test; see :class:`MMResult`."""
-    work = Path(cfg["work_dir"])
+def _numbers(metrics: dict[str, Any]) -> dict[str, float]:
+    """The numeric entries of an evaluator's output as Python floats (mmseg returns numpy scalars)."""
+    return {k: float(v) for k, v in metrics.items() if isinstance(v, (int, float, np.integer, np.floating))}
+
+
+# What a test-only runner does not need from a training config.
+_TRAIN_KEYS = ("train_dataloader", "train_cfg", "optim_wrapper", "param_scheduler", "auto_scale_lr", "extra_tests")
+
+
+def _extra_test(cfg: Config, name: str, extra: dict[str, Any], checkpoint: str, task: str) -> dict[str, float]:
+    """Test the trained weights again with ``extra``'s ``model`` and ``test_dataloader`` (e.g. mmseg's
+    ``SegTTAModel`` over a ``TestTimeAug`` pipeline); its logs go to ``work_dir/<name>``.
+
+    The weights are the run's own ``checkpoint``, loaded strictly into the segmentor (mmengine's runner loads into a
+    wrapper's ``module``: ``SegTTAModel`` holds the segmentor there)."""
+    test_cfg = {k: v for k, v in cfg.to_dict().items() if k not in _TRAIN_KEYS}
+    test_cfg.update(
+        model=extra["model"],
+        test_dataloader=extra["test_dataloader"],
+        work_dir=str(Path(cfg.work_dir) / name),
+        experiment_name=f"{task}_{name}_{os.getpid()}_{time.time_ns()}",
+        load_from=None,
+        resume=False,
+    )
+    runner = Runner.from_cfg(Config(test_cfg))
+    runner.load_checkpoint(checkpoint, strict=True, revise_keys=[])
+    return _numbers(runner.test() or {})
+
+
+def train_and_test(config: dict[str, Any], task: str) -> MMResult:
+    """Build the runner from ``config``, train (resuming if ``config['resume']``), test, then run each of its
+    ``extra_tests`` (``{name: {"model", "test_dataloader"}}``) on the final weights; see :class:`MMResult`."""
+    work = Path(config["work_dir"])
     work.mkdir(parents=True, exist_ok=True)
+    extras = dict(config.get("extra_tests") or {})
     # A unique experiment name per run: mmengine keys its logger and message hub by it, and two runs in one
     # process (resume, tests) must not share them.
-    cfg = Config({**cfg, "experiment_name": f"{task}_{os.getpid()}_{time.time_ns()}"})
+    cfg = Config(
+        {k: v for k, v in config.items() if k != "extra_tests"}
+        | {"experiment_name": f"{task}_{os.getpid()}_{time.time_ns()}"}
+    )
     locations = _dump_locations(cfg.test_evaluator, work)
     runner = Runner.from_cfg(cfg)
     main = runner.rank == 0
@@ -217,6 +282,12 @@ def train_and_test(cfg: dict[str, Any], task: str) -> MMResult:
     model = runner.model.module if is_model_wrapper(runner.model) else runner.model
     runner.train()
     metrics = runner.test() or {}
+    extra_metrics: dict[str, dict[str, float]] = {}
+    if extras:
+        final = own_last_checkpoint(work)
+        if final is None:
+            raise VitbenchError(f"{work}: training left no checkpoint for the extra tests ({', '.join(extras)})")
+        extra_metrics = {name: _extra_test(cfg, name, extra, final, task) for name, extra in extras.items()}
     world = get_world_size()
     bs = int(cfg.train_dataloader.batch_size)
     scale = cfg.get("auto_scale_lr") or {}
@@ -225,7 +296,8 @@ def train_and_test(cfg: dict[str, Any], task: str) -> MMResult:
     log_path = Path(runner.log_dir) / f"{runner.timestamp}.log"
     return MMResult(
         outputs=_dumps(locations),
-        metrics={k: float(v) for k, v in metrics.items() if isinstance(v, (int, float))},
+        metrics=_numbers(metrics),
+        extra_metrics=extra_metrics,
         config_path=work / "config.py",
         log_path=log_path if log_path.exists() else None,
         resumed_from=cfg.load_from if cfg.resume else None,

@@ -14,16 +14,21 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from benchmarks.data.coco import MIN_TRAIN_SIZE, ann_file
-from benchmarks.dense.backbone import BACKBONE_TYPE
+from benchmarks.dense.backbone import BACKBONE_TYPE, paramwise_cfg
 from benchmarks.dense.neck import PYRAMID_TYPE, NeckPlan, pad_divisor, plan_neck
-from benchmarks.dense.protocols import CocoCascade3xProtocol, CocoDetProtocol, CocoMaskRcnn3xProtocol
+from benchmarks.dense.protocols import (
+    CocoCascade1xProtocol,
+    CocoCascade3xProtocol,
+    CocoDetProtocol,
+    CocoMaskRcnn3xProtocol,
+)
 from methods.errors import VitbenchError
 
 if TYPE_CHECKING:
     from methods.base import EncoderSpec
 
 # The COCO protocols are separate flat classes with the same fields; the builder reads any of them.
-DetProtocol = CocoDetProtocol | CocoMaskRcnn3xProtocol | CocoCascade3xProtocol
+DetProtocol = CocoDetProtocol | CocoMaskRcnn3xProtocol | CocoCascade3xProtocol | CocoCascade1xProtocol
 
 
 # ------------------------------------------------------------------------------------------------ heads
@@ -257,12 +262,15 @@ def build_mmdet_config(
     launcher: str = "none",
     device: str = "cpu",
     resume_from: str | None = None,
+    layer_ids: Mapping[str, int] | None = None,
 ) -> dict[str, Any]:
     """The complete mmengine/mmdet config of one run, as plain dicts/lists/tuples.
 
     ``encoder_ref`` identifies the encoder (method, variant, weights, seed, sha256, and the in-process key under
     which the harness registered the built :class:`~methods.Encoder`); ``mean``/``std`` are the encoder's input
     statistics on the 0..1 scale. ``resume_from`` is a checkpoint this run wrote itself (see ``mm_glue``).
+    ``layer_ids`` (:meth:`methods.Encoder.layer_ids`) is needed by a protocol with layer-wise lr decay
+    (``layer_decay`` != 1, plain ViTs; :func:`benchmarks.dense.backbone.paramwise_cfg`).
     """
     p = protocol
     plan = plan_neck(spec, p.pyramid_strides, p.fpn_channels, p.fpn_num_outs)
@@ -351,7 +359,8 @@ def build_mmdet_config(
     optim_wrapper = {
         "type": "AmpOptimWrapper" if amp else "OptimWrapper",
         "optimizer": {"type": "AdamW", "lr": p.lr, "betas": tuple(p.betas), "weight_decay": p.weight_decay},
-        "paramwise_cfg": {"custom_keys": {k: {"decay_mult": 0.0} for k in p.no_decay_keys}},
+        # Protocols without a layer_decay field (the 1x/3x Mask R-CNN ones) train every parameter at one lr.
+        "paramwise_cfg": paramwise_cfg(spec, p.no_decay_keys, getattr(p, "layer_decay", 1.0), layer_ids),
     }
     param_scheduler = [
         {"type": "LinearLR", "start_factor": p.warmup_ratio, "by_epoch": False, "begin": 0, "end": p.warmup_iters},

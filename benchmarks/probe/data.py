@@ -2,13 +2,18 @@
 
 A :class:`LabelledSplit` is what every data layout is scanned into: file paths, class names and targets —
 ``[N]`` class indices (single-label) or ``[N, C]`` with 1 / 0 / -1 = positive / negative / unknown (multi-label,
-partial labels). Files are RGB images, or ``.npy`` arrays ``[bands, H, W]`` whose band names the split declares.
+partial labels). Files are RGB images, or ``.npy`` arrays ``[bands, H, W]`` whose band names the split declares; a
+layout whose samples are several files (BigEarthNet: a folder of GeoTIFFs per sample) gives an :class:`ArraySource`
+that reads sample ``i`` as such an array and names the files it reads (which fingerprints and content hashes cover).
 
-:class:`ProbeDataset` reads a file and hands the encoder ``[C, H, W]`` float tensors in *its* declared order
+:class:`ProbeDataset` reads a sample and hands the encoder ``[C, H, W]`` float tensors in *its* declared order
 (``DataConfig.band_order``; RGB when None) — bands are matched by name, never by position, and a band the data
-lacks is an error unless the caller asks for zeros (a missing modality, as DINO-MM's sensor drop feeds it).
-Images go through timm's eval transform built from the encoder's data config; arrays through the same
-resize / center-crop / normalise steps done on tensors.
+lacks is an error unless the caller asks for zeros (a missing modality, as DINO-MM's sensor drop feeds it). Raw
+band values are scaled as the encoder declares (``DataConfig.band_scaling``: :func:`apply_stretch`) before a missing
+band is zero-filled. An RGB encoder sees multi-band data only through a :class:`ChannelMap` the task chooses
+(three named bands, or the bands folded as its input convolution tiled over them). Images go through timm's eval
+transform built from the encoder's data config; arrays through the same resize / center-crop / normalise steps
+done on tensors (:class:`EvalTransform`), or a random-resized-crop + flip for training (:class:`TrainTransform`).
 
 The generic table layout (:func:`scan_table`): ``root/<split>.csv`` with a header ``path,<class 1>,...,<class C>``
 (values 1, 0 or -1) and, for arrays, ``root/bands.txt`` (one band name a line, in file order).
@@ -23,7 +28,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 import torch
@@ -31,10 +36,23 @@ import torch.nn.functional as F
 from PIL import Image, UnidentifiedImageError
 from torch.utils.data import Dataset
 
+from methods.base import BandStretch
 from methods.errors import DataError
 
 RGB = ("R", "G", "B")
 ARRAY_SUFFIXES = (".npy",)
+
+
+class ArraySource(Protocol):
+    """Reads the samples of a layout whose sample is several files (must be picklable for DataLoader workers)."""
+
+    def read(self, i: int) -> np.ndarray:
+        """Sample ``i`` as ``[len(bands), H, W]`` float32, bands in the split's ``bands`` order."""
+        ...
+
+    def files(self, i: int) -> Sequence[Path]:
+        """Every file sample ``i`` is read from (under the split's root)."""
+        ...
 
 
 @dataclass(frozen=True, eq=False)
@@ -45,9 +63,10 @@ class LabelledSplit:
     root: Path  # the folder paths are fingerprinted relative to
     name: str
     classes: tuple[str, ...]
-    paths: tuple[Path, ...]
+    paths: tuple[Path, ...]  # one per sample: its file (with a source: the folder or file that names it)
     targets: np.ndarray  # [N] int64 or [N, C] int8 in {1, 0, -1}
     bands: tuple[str, ...] | None = None
+    source: ArraySource | None = None  # reads samples made of several files (paths[i] then only names sample i)
 
     def __post_init__(self) -> None:
         if len(self.paths) != len(self.targets):
@@ -56,6 +75,8 @@ class LabelledSplit:
             raise ValueError(
                 f"{self.root}: targets have {self.targets.shape[1]} columns for {len(self.classes)} classes"
             )
+        if self.source is not None and self.bands is None:
+            raise ValueError(f"{self.root}: a split read from an array source must name its bands")
 
     @property
     def multilabel(self) -> bool:
@@ -81,16 +102,31 @@ class LabelledSplit:
         h.update("\n".join(self.classes).encode())
         if self.bands is not None:  # RGB splits keep the fingerprint they had before bands existed
             h.update(f"\nbands={','.join(self.bands)}".encode())
-        for path, target in zip(self.paths, self.targets):
+        for i, (path, target) in enumerate(zip(self.paths, self.targets)):
             label = ",".join(map(str, target.tolist())) if self.multilabel else str(int(target))
-            h.update(f"\n{path.relative_to(self.root).as_posix()}\t{path.stat().st_size}\t{label}".encode())
+            if self.source is None:
+                h.update(f"\n{path.relative_to(self.root).as_posix()}\t{path.stat().st_size}\t{label}".encode())
+            else:
+                files = "|".join(
+                    f"{f.relative_to(self.root).as_posix()}:{f.stat().st_size}" for f in self.source.files(i)
+                )
+                h.update(f"\n{files}\t{label}".encode())
         return h.hexdigest()[:16]
 
     @cached_property
     def _content(self) -> str:
         from benchmarks.features import content_digest
 
-        return content_digest(self.paths)
+        if self.source is None:
+            return content_digest(self.paths)
+        return content_digest([f for i in range(len(self)) for f in self.source.files(i)])
+
+    def subset(self, indices: Sequence[int] | np.ndarray, name: str | None = None) -> LabelledSplit:
+        """The samples at ``indices`` (in that order), as a split of their own (``name`` defaults to this one's)."""
+        idx = [int(i) for i in indices]
+        source = None if self.source is None else SubsetSource(self.source, tuple(idx))
+        paths = tuple(self.paths[i] for i in idx)
+        return LabelledSplit(self.root, name or self.name, self.classes, paths, self.targets[idx], self.bands, source)
 
     def content_digest(self) -> str:
         """A fast hash of the files' bytes (what the feature cache verifies on reuse); computed once per object."""
@@ -100,6 +136,29 @@ class LabelledSplit:
         """A content fingerprint: relative paths, sizes and targets (not mtimes, which change on copy).
         Computed once per split object: every cache key and record of a run reuses it."""
         return self._fingerprint
+
+
+@dataclass(frozen=True)
+class SubsetSource:
+    """The source of a subset: its sample ``i`` is sample ``indices[i]`` of ``parent``."""
+
+    parent: ArraySource
+    indices: tuple[int, ...]
+
+    def read(self, i: int) -> np.ndarray:
+        return self.parent.read(self.indices[i])
+
+    def files(self, i: int) -> Sequence[Path]:
+        return self.parent.files(self.indices[i])
+
+
+def nested_fraction(n: int, fraction: float, seed: int) -> np.ndarray:
+    """Sorted indices of ``int(fraction * n)`` (at least 1) of ``n`` samples, drawn without replacement from a
+    permutation seeded by ``seed``: the subsets of one seed are nested (1 % within 10 % within 100 %)."""
+    if not 0.0 < fraction <= 1.0:
+        raise ValueError(f"label fraction {fraction}: expected a value in (0, 1]")
+    perm = np.random.default_rng(seed).permutation(n)
+    return np.sort(perm[: max(1, int(fraction * n))])
 
 
 # ------------------------------------------------------------------------------------------------ reading
@@ -152,6 +211,76 @@ def band_index(data_bands: Sequence[str], encoder_bands: Sequence[str], missing:
     return [pos.get(b) for b in encoder_bands]
 
 
+def apply_stretch(
+    x: np.ndarray, names: Sequence[str], stretch: BandStretch, present: Sequence[bool] | None = None
+) -> np.ndarray:
+    """Scale raw bands ``x [C, H, W]`` (channel ``c`` = band ``names[c]``, the order ``stretch`` is declared in) to
+    [0, 1] as :class:`~methods.base.BandStretch` states: per-image quantile clipping of ``stretch.clip_bands``,
+    then ``mean +- n_std * std`` -> 0..255, clipped, truncated to integers when ``quantize``, / 255. Channels not
+    ``present`` (a missing modality) are left at 0, as the authors zero them after scaling."""
+    if len(names) != len(stretch.mean) or x.shape[0] != len(names):
+        raise ValueError(f"band scaling for {len(stretch.mean)} bands, data with {x.shape[0]} ({list(names)})")
+    out = np.zeros(x.shape, dtype=np.float32)
+    for c, name in enumerate(names):
+        if present is not None and not present[c]:
+            continue
+        v = x[c].astype(np.float64)
+        if name in stretch.clip_bands:
+            lo_q, hi_q = np.quantile(v, stretch.quantiles)
+            v = np.clip(v, lo_q, hi_q)
+        lo = stretch.mean[c] - stretch.n_std * stretch.std[c]
+        v = np.clip((v - lo) / (2 * stretch.n_std * stretch.std[c]) * 255.0, 0.0, 255.0)
+        if stretch.quantize:
+            v = np.floor(v)
+        out[c] = v / 255.0
+    return out
+
+
+@dataclass(frozen=True)
+class ChannelMap:
+    """How an encoder with 3 input channels sees multi-band data (the task chooses it; the encoder has no band
+    order): ``bands`` are read by name, scaled by ``scaling`` (raw values -> [0, 1]; None: as stored), resized and
+    normalised, each with the mean/std of the channel it feeds; then output channel ``k`` is
+    ``sum_c weights[k][c] * band_c``. ``name`` goes into cache keys and probe cards."""
+
+    name: str
+    bands: tuple[str, ...]
+    weights: tuple[tuple[float, ...], ...]  # [3, len(bands)]
+    scaling: BandStretch | None = None
+
+    def __post_init__(self) -> None:
+        if any(len(row) != len(self.bands) for row in self.weights):
+            raise ValueError(f"channel map {self.name}: every row needs {len(self.bands)} weights")
+
+    @classmethod
+    def select(cls, bands: Sequence[str], scaling: BandStretch | None = None, name: str = "rgb") -> ChannelMap:
+        """Band ``k`` of ``bands`` feeds channel ``k`` (e.g. B04/B03/B02 -> R/G/B)."""
+        n = len(bands)
+        return cls(name, tuple(bands), tuple(tuple(float(c == k) for c in range(n)) for k in range(n)), scaling)
+
+    @classmethod
+    def tile(
+        cls, bands: Sequence[str], scaling: BandStretch | None = None, channels: int = 3, name: str = "tile"
+    ) -> ChannelMap:
+        """The encoder's input convolution repeated over the C bands and scaled by 3 / C (timm's
+        ``adapt_input_conv``: filter slice ``c % 3`` serves band ``c``). The first layer being linear, that equals
+        feeding channel ``k`` the sum of its bands times 3 / C, which is what this map computes (one band: the
+        filters summed, i.e. the band fed to every channel, as timm does)."""
+        n = len(bands)
+        if n == 1:
+            return cls(name, tuple(bands), ((1.0,),) * channels, scaling)
+        w = tuple(tuple(channels / n if c % channels == k else 0.0 for c in range(n)) for k in range(channels))
+        return cls(name, tuple(bands), w, scaling)
+
+    def source_channel(self, c: int) -> int:
+        """The output channel band ``c`` feeds (whose mean/std normalise it)."""
+        return max(range(len(self.weights)), key=lambda k: abs(self.weights[k][c]))
+
+    @property
+    def desc(self) -> str:
+        return f"{self.name}:{','.join(self.bands)}:{self.weights}:{self.scaling}"
+
+
 @dataclass(frozen=True)
 class EvalTransform:
     """The encoder's eval preprocessing: resize the short side to ``size / crop_pct``, center-crop ``size``,
@@ -199,22 +328,67 @@ class EvalTransform:
         return (x - mean) / std
 
 
+@dataclass(frozen=True)
+class TrainTransform:
+    """Training augmentation: RandomResizedCrop to ``size`` (``scale``, ``ratio``, bilinear), horizontal flip with
+    probability 0.5 when ``hflip``, then normalise with ``mean``/``std`` — torchvision's and cvtorchvision's
+    defaults, as DINO-MM's scripts use them. Random state comes from torch's global generator."""
+
+    size: int
+    mean: tuple[float, ...]
+    std: tuple[float, ...]
+    scale: tuple[float, float] = (0.08, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: bool = True
+
+    @property
+    def desc(self) -> str:
+        return f"rrc{self.size}-scale{self.scale}-flip{self.hflip}-mean{self.mean}-std{self.std}"
+
+    def image(self) -> Callable[[Image.Image], torch.Tensor]:
+        from torchvision import transforms as T
+
+        steps = [T.RandomResizedCrop(self.size, scale=self.scale, ratio=self.ratio)]
+        steps += [T.RandomHorizontalFlip()] if self.hflip else []
+        return T.Compose([*steps, T.ToTensor(), T.Normalize(self.mean, self.std)])
+
+    def array(self, x: torch.Tensor) -> torch.Tensor:
+        from torchvision.transforms import InterpolationMode, RandomResizedCrop
+        from torchvision.transforms import functional as TF
+
+        top, left, h, w = RandomResizedCrop.get_params(x, list(self.scale), list(self.ratio))
+        x = TF.resized_crop(x, top, left, h, w, [self.size, self.size], InterpolationMode.BILINEAR, antialias=True)
+        if self.hflip and torch.rand(()) < 0.5:
+            x = x.flip(-1)
+        mean = torch.tensor(self.mean, dtype=x.dtype)[:, None, None]
+        std = torch.tensor(self.std, dtype=x.dtype)[:, None, None]
+        return (x - mean) / std
+
+
 class ProbeDataset(Dataset):
     """``(image [C, H, W], target)`` of a :class:`LabelledSplit`, in the encoder's band order.
 
-    ``encoder_bands`` is ``DataConfig.band_order`` (None = an RGB encoder). ``missing`` as :func:`band_index`.
+    ``encoder_bands`` is ``DataConfig.band_order`` (None = an RGB encoder) and ``scaling`` its
+    ``DataConfig.band_scaling``; ``missing`` as :func:`band_index`. Multi-band data reaches an RGB encoder only
+    through a ``channel_map`` (then ``transform`` normalises each of its bands, and its own ``scaling`` applies).
+    ``transform`` is an :class:`EvalTransform` or a :class:`TrainTransform`.
     """
 
     def __init__(
         self,
         split: LabelledSplit,
-        transform: EvalTransform,
+        transform: EvalTransform | TrainTransform,
         encoder_bands: Sequence[str] | None = None,
         missing: str = "error",
+        scaling: BandStretch | None = None,
+        channel_map: ChannelMap | None = None,
     ) -> None:
         self.split = split
         self.transform = transform
         self.index: list[int | None] | None = None
+        self.channel_map = channel_map
+        self.scaling = scaling
+        self.names: tuple[str, ...] = ()
         if split.bands is None:
             if encoder_bands is not None and tuple(encoder_bands) != RGB:
                 raise DataError(
@@ -222,13 +396,36 @@ class ProbeDataset(Dataset):
                     "give it data with those bands"
                 )
             self._image = transform.image()
+            return
+        if channel_map is not None:
+            if encoder_bands is not None:
+                raise ValueError("a channel map adapts multi-band data to an RGB encoder; this one has a band order")
+            self.names, self.scaling = channel_map.bands, channel_map.scaling
+        elif encoder_bands is None:
+            raise DataError(
+                f"{split.root}: {len(split.bands)}-band data ({', '.join(split.bands)}) for an RGB encoder; "
+                "the task must choose an adaptation (e.g. map B04/B03/B02 to RGB)"
+            )
         else:
-            if encoder_bands is None:
-                raise DataError(
-                    f"{split.root}: {len(split.bands)}-band data ({', '.join(split.bands)}) for an RGB encoder; "
-                    "the task must choose an adaptation (e.g. map B04/B03/B02 to RGB)"
-                )
-            self.index = band_index(split.bands, encoder_bands, missing)
+            self.names = tuple(encoder_bands)
+        if self.scaling is not None and len(self.scaling.mean) != len(self.names):
+            raise ValueError(f"band scaling for {len(self.scaling.mean)} bands, {len(self.names)} bands to feed")
+        self.index = band_index(split.bands, self.names, missing)
+        self._fold = (
+            None if channel_map is None else torch.tensor(channel_map.weights, dtype=torch.float32)
+        )  # [3, len(bands)]
+
+    @property
+    def desc(self) -> str:
+        """What besides the transform determines the tensors (feature-cache keys include it)."""
+        if self.index is None:
+            return ""
+        out = f"-bands{self.index}"
+        if self.scaling is not None:
+            out += f"-scaling{self.scaling}"
+        if self.channel_map is not None:
+            out += f"-map{self.channel_map.desc}"
+        return out
 
     def __len__(self) -> int:
         return len(self.split)
@@ -236,17 +433,32 @@ class ProbeDataset(Dataset):
     def content_digest(self) -> str:
         return self.split.content_digest()
 
+    def _read(self, i: int) -> np.ndarray:
+        assert self.split.bands is not None
+        n = len(self.split.bands)
+        if self.split.source is None:
+            return load_array(self.split.paths[i], n)
+        arr = np.asarray(self.split.source.read(i), dtype=np.float32)
+        if arr.ndim != 3 or arr.shape[0] != n:
+            raise DataError(f"{self.split.paths[i]}: read {list(arr.shape)}, expected [{n} bands, H, W]")
+        return arr
+
     def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor | int]:
-        path = self.split.paths[i]
         t = self.split.targets[i]
         target: torch.Tensor | int = torch.from_numpy(t.astype(np.float32)) if self.split.multilabel else int(t)
         if self.index is None:
-            return self._image(load_rgb(path)), target
-        assert self.split.bands is not None
-        arr = torch.from_numpy(load_array(path, len(self.split.bands)))
-        zeros = torch.zeros_like(arr[0])
-        x = torch.stack([arr[j] if j is not None else zeros for j in self.index])
-        return self.transform.array(x), target
+            return self._image(load_rgb(self.split.paths[i])), target
+        arr = self._read(i)
+        x = np.zeros((len(self.index), *arr.shape[1:]), dtype=np.float32)
+        for k, j in enumerate(self.index):
+            if j is not None:
+                x[k] = arr[j]
+        if self.scaling is not None:  # scaled before zero-filling: a missing band is 0 in the scaled space
+            x = apply_stretch(x, self.names, self.scaling, [j is not None for j in self.index])
+        out = self.transform.array(torch.from_numpy(x))
+        if self._fold is not None:
+            out = torch.einsum("kc,chw->khw", self._fold, out)
+        return out, target
 
 
 # ------------------------------------------------------------------------------------------------ table layout

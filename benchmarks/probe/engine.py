@@ -16,7 +16,7 @@ import numpy as np
 import torch
 
 from benchmarks.features import ExtractFn, FeatureKey, default_cache_dir, extract
-from benchmarks.probe.data import EvalTransform, LabelledSplit, ProbeDataset
+from benchmarks.probe.data import ChannelMap, EvalTransform, LabelledSplit, ProbeDataset, TrainTransform
 from benchmarks.probe.heads import Target, evaluate_head, holdout_split, train_head_grid
 from benchmarks.records import DatasetInfo
 from methods import Encoder
@@ -39,6 +39,26 @@ def transform_for(encoder: Encoder, resolution: int | None = None) -> EvalTransf
     )
 
 
+def probe_dataset(
+    encoder: Encoder,
+    split: LabelledSplit,
+    transform: EvalTransform | TrainTransform,
+    missing_bands: str = "error",
+    channel_map: ChannelMap | None = None,
+) -> ProbeDataset:
+    """The dataset that feeds ``encoder`` from ``split``: its band order and band scaling (``data_config``), or,
+    for an RGB encoder on multi-band data, the task's ``channel_map``."""
+    dc = encoder.data_config
+    return ProbeDataset(
+        split,
+        transform,
+        dc.band_order,
+        missing=missing_bands,
+        scaling=dc.band_scaling if channel_map is None else None,
+        channel_map=channel_map,
+    )
+
+
 def extract_split(
     encoder: Encoder,
     split: LabelledSplit,
@@ -51,11 +71,16 @@ def extract_split(
     progress: bool,
     batch_size: int = 64,
     missing_bands: str = "error",
+    transform: EvalTransform | None = None,
+    channel_map: ChannelMap | None = None,
 ) -> dict[str, np.ndarray]:
-    """Run ``fn`` over ``split`` through the cache; arrays ``[N, ...]`` plus ``labels`` (the split's targets)."""
-    transform = transform_for(encoder, resolution)
-    dataset = ProbeDataset(split, transform, encoder.data_config.band_order, missing=missing_bands)
-    desc = transform.desc + ("" if dataset.index is None else f"-bands{dataset.index}")
+    """Run ``fn`` over ``split`` through the cache; arrays ``[N, ...]`` plus ``labels`` (the split's targets).
+
+    ``transform`` replaces the encoder's eval transform where the task fixes its own (BigEarthNet: Resize 128 +
+    CenterCrop 112 for every encoder); ``channel_map`` adapts multi-band data to an RGB encoder."""
+    transform = transform or transform_for(encoder, resolution)
+    dataset = probe_dataset(encoder, split, transform, missing_bands, channel_map)
+    desc = transform.desc + dataset.desc
     key = FeatureKey(encoder.identity.weights_id, split.fingerprint(), split.name, desc, what)
     return extract(
         fn,
@@ -143,8 +168,19 @@ def fit_grid(
 ) -> GridResult:
     """Train the grid on the non-held-out part of train, select the head with the best hold-out metric
     (``target.selection_metric``; ties go to the shorter name, i.e. the simpler recipe), evaluate on
-    ``evaluation``. :meth:`GridResult.best_of` selects within one recipe (per-layer probes)."""
-    fit_idx, hold_idx = holdout_split(y.numpy(), holdout_fraction, seed)
+    ``evaluation``. :meth:`GridResult.best_of` selects within one recipe (per-layer probes).
+
+    ``holdout_fraction`` 0 trains on all of train with nothing held out; there is then nothing to select with, so
+    the grid must be a single head (one recipe, one lr) and ``GridResult.holdout`` is NaN."""
+    if holdout_fraction == 0:
+        if len(train) * len(lrs) != 1:
+            raise ValueError(
+                f"holdout_fraction 0 leaves nothing to select {len(train) * len(lrs)} heads with; "
+                "give one recipe and one lr, or hold out part of train"
+            )
+        fit_idx, hold_idx = np.arange(len(y)), np.zeros(0, dtype=np.int64)
+    else:
+        fit_idx, hold_idx = holdout_split(y.numpy(), holdout_fraction, seed)
     torch.manual_seed(seed)
     heads = train_head_grid(
         {r: x[fit_idx] for r, x in train.items()},
@@ -163,10 +199,8 @@ def fit_grid(
     grid: dict[str, dict[str, float]] = {}
     for name, head in heads.items():
         recipe = name.split("@")[0]
-        grid[name] = {
-            f"holdout_{key}": evaluate_head(head, train[recipe][hold_idx], y[hold_idx], target)[key],
-            f"val_{key}": evaluate_head(head, evaluation[recipe], vy, target)[key],
-        }
+        held = evaluate_head(head, train[recipe][hold_idx], y[hold_idx], target)[key] if len(hold_idx) else float("nan")
+        grid[name] = {f"holdout_{key}": held, f"val_{key}": evaluate_head(head, evaluation[recipe], vy, target)[key]}
     best = max(grid, key=lambda n: (grid[n][f"holdout_{key}"], -len(n)))
     metrics = evaluate_head(heads[best], evaluation[best.split("@")[0]], vy, target)
     return GridResult(best, heads, grid, metrics, grid[best][f"holdout_{key}"], key)

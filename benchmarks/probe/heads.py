@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Literal
 
 import numpy as np
 import torch
@@ -82,31 +83,78 @@ class Target:
         return multilabel_ap(logits, y)
 
 
+def per_class_ap(scores: torch.Tensor, y: torch.Tensor) -> dict[int, float]:
+    """Average precision (fraction) of each class with at least one known positive, from torchmetrics'
+    ``binary_average_precision`` with unknown labels (-1) ignored; ``scores`` ``[N, C]``, ``y`` ``[N, C]``."""
+    from torchmetrics.functional.classification import binary_average_precision
+
+    yi = y.long()
+    return {
+        c: float(binary_average_precision(scores[:, c].float(), yi[:, c], ignore_index=-1))
+        for c in range(scores.shape[1])
+        if (yi[:, c] == 1).any()
+    }
+
+
+def micro_ap(scores: torch.Tensor, y: torch.Tensor) -> float:
+    """Micro-averaged AP (fraction): every known (sample, class) pair pooled into one ranking, as scikit-learn's
+    ``average_precision_score(average='micro')``; 0 when no pair is positive (scikit-learn's value then)."""
+    from torchmetrics.functional.classification import binary_average_precision
+
+    yi = y.long().flatten()
+    if not (yi == 1).any():
+        return 0.0
+    return float(binary_average_precision(scores.float().flatten(), yi, ignore_index=-1))
+
+
 def multilabel_ap(scores: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
     """Macro ``mAP`` over the classes that have at least one known positive, and ``micro_AP`` (both %).
 
     torchmetrics computes average precision with ``ignore_index=-1`` (unknown labels dropped). A class without a
     positive has no defined AP: it is left out of the macro mean, and counted in ``n_classes_without_positive``.
     """
-    from torchmetrics.functional.classification import multilabel_average_precision
+    per = per_class_ap(scores, y)
+    return {
+        "mAP": 100.0 * float(np.mean(list(per.values()))) if per else 0.0,
+        "micro_AP": 100.0 * micro_ap(scores, y),
+        "n_classes_without_positive": float(scores.shape[1] - len(per)),
+    }
+
+
+def multilabel_metrics(
+    logits: torch.Tensor, y: torch.Tensor, threshold: float = 0.5, batch_size: int | None = None
+) -> dict[str, float]:
+    """The multi-label report (all %) of ``logits [N, C]`` against ``y [N, C]`` in {1, 0, -1}, from torchmetrics
+    with unknown labels (-1) ignored:
+
+    - ``mAP_macro`` / ``mAP_micro``: average precision per class averaged over the classes with a known positive /
+      over all (sample, class) pairs pooled; ``AP_c<i>``: class ``i``'s AP, for each class with a positive;
+    - ``F1_macro`` / ``F1_micro``: F1 of ``sigmoid(logits) >= threshold`` (a class with no positive and no
+      prediction scores 0, as scikit-learn's ``zero_division=0``);
+    - ``mAP_micro_batchavg`` (when ``batch_size``): micro AP computed on consecutive batches of ``batch_size``
+      samples and averaged weighted by batch size — what DINO-MM's ``linear_dino_B14.py`` logs (sklearn
+      ``average_precision_score(average='micro')`` per val batch, ``MetricLogger`` weighted by ``n``); a batch
+      without any positive counts 0, as scikit-learn scores it.
+    """
+    from torchmetrics.functional.classification import multilabel_f1_score
 
     yi = y.long()
-    c = scores.shape[1]
-    has_pos = (yi == 1).any(0)
-    k = int(has_pos.sum())
-    valid = (
-        multilabel_average_precision(
-            scores[:, has_pos].float(), yi[:, has_pos], num_labels=k, average="none", ignore_index=-1
-        )
-        if k
-        else torch.zeros(0)
-    )
-    micro = multilabel_average_precision(scores.float(), yi, num_labels=c, average="micro", ignore_index=-1)
-    return {
-        "mAP": 100.0 * float(valid.mean()) if len(valid) else 0.0,
-        "micro_AP": 100.0 * float(micro),
-        "n_classes_without_positive": float((~has_pos).sum()),
-    }
+    c = logits.shape[1]
+    probs = torch.sigmoid(logits.float())
+    base = multilabel_ap(logits, yi)
+    out = {"mAP_macro": base["mAP"], "mAP_micro": base["micro_AP"]}
+    out.update({f"AP_c{c:02d}": 100.0 * ap for c, ap in per_class_ap(logits, yi).items()})
+    for avg in ("macro", "micro"):
+        f1 = multilabel_f1_score(probs, yi, num_labels=c, threshold=threshold, average=avg, ignore_index=-1)
+        out[f"F1_{avg}"] = 100.0 * float(f1)
+    if batch_size is not None:
+        total = 0.0
+        for s in range(0, len(yi), batch_size):
+            yb = yi[s : s + batch_size]
+            total += 100.0 * micro_ap(logits[s : s + batch_size], yb) * len(yb)
+        out["mAP_micro_batchavg"] = total / max(1, len(yi))
+    out["n_classes_without_positive"] = base["n_classes_without_positive"]
+    return out
 
 
 def holdout_split(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -138,19 +186,25 @@ def train_head_grid(
     seed: int,
     device: str,
     progress: bool = True,
+    *,
+    schedule: str = "cosine",
+    scale_lr: bool = True,
 ) -> dict[str, torch.nn.Linear]:
     """Train one linear head per (recipe in ``feats``, lr); return them keyed ``"<recipe>@lr=<lr>"``.
 
     ``feats[recipe]`` is ``[N, D_recipe]``; ``targets`` ``[N]`` (single) or ``[N, C]`` (multi). ``target`` may
     be a class count, meaning a single-label CE target. Learning rates are scaled by ``batch_size / 256``
-    (DINO's rule); the schedule is cosine per iteration; heads start from N(0, 0.01), bias 0.
+    (DINO's rule; ``scale_lr=False`` takes them as given); the schedule is cosine per iteration (``"constant"``:
+    none); heads start from N(0, 0.01), bias 0.
     """
+    if schedule not in ("cosine", "constant"):
+        raise ValueError(f"schedule {schedule!r}: expected 'cosine' or 'constant'")
     if isinstance(target, int):
         target = Target("single", target)
     num_classes = target.num_classes
     gen = torch.Generator().manual_seed(seed)
     n = targets.shape[0]
-    scaled = torch.tensor([lr * batch_size / 256 for lr in lrs], device=device)
+    scaled = torch.tensor([lr * batch_size / 256 if scale_lr else lr for lr in lrs], device=device)
     heads = {}
     for recipe, x in feats.items():
         w = torch.nn.Linear(x.shape[1], len(lrs) * num_classes).to(device)
@@ -160,7 +214,11 @@ def train_head_grid(
     params = [p for w in heads.values() for p in w.parameters()]
     opt = torch.optim.SGD(params, lr=1.0, momentum=momentum)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
-    sched = torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch, eta_min=0)
+    sched = (
+        torch.optim.lr_scheduler.CosineAnnealingLR(opt, T_max=epochs * steps_per_epoch, eta_min=0)
+        if schedule == "cosine"
+        else torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0)
+    )
     y_all = targets.to(device)
     with progress_bar(total=epochs, desc="train heads", enabled=progress, unit="epoch") as bar:
         for _ in range(epochs):

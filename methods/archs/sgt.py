@@ -127,6 +127,7 @@ class SaliencyGuidedViT(VisionTransformer):
         b = x.shape[0]
         tokens = self.norm_pre(self.patch_drop(self._pos_embed(self.patch_embed(x))))
         emb = tokens[:, self.num_prefix_tokens :]  # patch embeddings (+ pos): the residual's source
+        assert self.cls_token is not None  # SGT keeps timm's class token (built with class_token=True)
         cls = self.norm_pre(self.cls_token.expand(b, -1, -1))  # EG-ViT: the raw cls_token, no pos_embed term
         h = torch.cat([cls, emb], dim=1)
         attn_mask = torch.cat([keep.new_ones(b, 1), keep], dim=1)[:, None, None, :]  # [B, 1, 1, 1+N], keys only
@@ -144,9 +145,10 @@ class SaliencyGuidedViT(VisionTransformer):
     def forward_features(
         self,
         x: torch.Tensor,
-        saliency: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
         is_causal: bool = False,
+        *,
+        saliency: torch.Tensor | None = None,
     ) -> torch.Tensor:
         """``[B, 3, H, W] -> [B, 1 + N, D]`` (normed). Saliency-guided when a map is given or computed."""
         keep = self.keep_mask(x, saliency) if attn_mask is None and not is_causal else None
@@ -158,11 +160,13 @@ class SaliencyGuidedViT(VisionTransformer):
     def forward(
         self,
         x: torch.Tensor,
-        saliency: torch.Tensor | None = None,
         attn_mask: torch.Tensor | None = None,
         is_causal: bool = False,
+        *,
+        saliency: torch.Tensor | None = None,
     ) -> torch.Tensor:
-        return self.forward_head(self.forward_features(x, saliency, attn_mask=attn_mask, is_causal=is_causal))
+        # ``saliency`` is keyword-only, after VisionTransformer's own parameters, so the override keeps its signature.
+        return self.forward_head(self.forward_features(x, attn_mask=attn_mask, is_causal=is_causal, saliency=saliency))
 
     def forward_intermediates(
         self,

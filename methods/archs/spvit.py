@@ -164,7 +164,13 @@ class SpatialPriorAttention(nn.Module):
 
 
 class Attention(nn.Module):
-    """Plain multi-head self-attention with the official key names (``qkv``, ``proj``). ``[B, N, C] -> [B, N, C]``."""
+    """Plain multi-head self-attention with the official key names (``qkv``, ``proj``). ``[B, N, C] -> [B, N, C]``.
+
+    timm's convention: the fused kernel unless ``fused_attn`` is False, when the probabilities are computed and
+    passed through the ``attn_drop`` module (where :meth:`methods.base.Encoder.attention_maps` hooks them).
+    """
+
+    fused_attn: bool
 
     def __init__(
         self,
@@ -179,16 +185,19 @@ class Attention(nn.Module):
         self.num_heads = num_heads
         self.scale = qk_scale or (dim // num_heads) ** -0.5
         self.qkv = nn.Linear(dim, dim * 3, bias=qkv_bias)
-        self.attn_drop = attn_drop
+        self.fused_attn = True
+        self.attn_drop = nn.Dropout(attn_drop)
         self.proj = nn.Linear(dim, dim)
         self.proj_drop = nn.Dropout(proj_drop)
 
     def forward(self, x: torch.Tensor, grid: tuple[int, int] | None = None) -> torch.Tensor:
         b, n, c = x.shape
         q, k, v = self.qkv(x).reshape(b, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4)
-        x = F.scaled_dot_product_attention(
-            q, k, v, dropout_p=self.attn_drop if self.training else 0.0, scale=self.scale
-        )
+        if self.fused_attn:
+            dropout = self.attn_drop.p if self.training else 0.0
+            x = F.scaled_dot_product_attention(q, k, v, dropout_p=dropout, scale=self.scale)
+        else:
+            x = self.attn_drop(((q @ k.transpose(-2, -1)) * self.scale).softmax(dim=-1)) @ v
         return self.proj_drop(self.proj(x.transpose(1, 2).reshape(b, n, c)))
 
 
@@ -457,7 +466,7 @@ class SPViT(nn.Module):
         take, max_index = feature_take_indices(len(self.blocks), indices)
         self.blocks = self.blocks[: max_index + 1]
         if prune_norm:
-            self.norm = nn.Identity()
+            self.norm = nn.Identity()  # type: ignore[assignment]  # timm's own prune_intermediate_layers does the same
         if prune_head:
             self.reset_classifier(0)
         return take

@@ -74,12 +74,14 @@ class ViTVQGANEncoder(VisionTransformer):
         kwargs.update(class_token=False, global_pool=kwargs.get("global_pool", "avg"), fc_norm=False)
         super().__init__(*args, **kwargs)
         dim = self.embed_dim
-        hidden = self.blocks[0].mlp.fc1.out_features
+        first: Any = self.blocks[0]  # a timm Block
+        hidden = int(first.mlp.fc1.out_features)
         self.out_ffn = Mlp(dim, hidden, act_layer=nn.Tanh)  # two layers, tanh between, no output activation
         self.quantizer = FactorizedQuantizer(dim, code_dim, num_codes)
         for lin in (self.out_ffn.fc1, self.out_ffn.fc2):
             trunc_normal_(lin.weight, std=0.02)
-            nn.init.zeros_(lin.bias)
+            if lin.bias is not None:
+                nn.init.zeros_(lin.bias)
 
     def output_stage(self, x: torch.Tensor) -> torch.Tensor:
         """Block output ``[B, N, D]`` -> encoder output ``z_e``: final LayerNorm, then the tanh FFN."""
@@ -118,7 +120,7 @@ class ViTVQGANEncoder(VisionTransformer):
             raise ValueError("output_fmt must be 'NCHW' or 'NLC'")
         if output_dict:
             raise ValueError("output_dict=True is not supported by ViTVQGANEncoder")
-        final, inter = super().forward_intermediates(
+        out: Any = super().forward_intermediates(
             x,
             indices=indices,
             norm=False,
@@ -128,6 +130,7 @@ class ViTVQGANEncoder(VisionTransformer):
             attn_mask=attn_mask,
             is_causal=is_causal,
         )
+        final, inter = out  # (norm(blocks(x)) [B, N, D], list of [B, N, D]) with intermediates_only=False
         if norm:
             inter = [self.output_stage(y) for y in inter]
         if output_fmt == "NCHW":

@@ -1,4 +1,4 @@
-"""Fixtures of the dense tests: a synthetic COCO set, a random-weight DINO ViT-S/16, a COCO harness runner."""
+"""Fixtures of the dense tests: synthetic COCO and ADE20K sets, a random-weight DINO ViT-S/16, a harness runner."""
 
 from __future__ import annotations
 
@@ -18,6 +18,14 @@ def coco_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def ade20k_root(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``vitbench data synth ade20k``: its ADEChallengeData2016 folder, 8 training / 4 validation images (shared)."""
+    from benchmarks.synth import synth
+
+    return synth("ade20k", tmp_path_factory.mktemp("ade20k"), seed=0)
+
+
+@pytest.fixture(scope="session")
 def vit_encoder():
     """DINO ViT-S/16 with seeded random weights (frozen, eval mode, as ``build_encoder`` returns it)."""
     from methods import build_encoder
@@ -26,8 +34,8 @@ def vit_encoder():
 
 
 @pytest.fixture
-def run_coco() -> Callable[..., Any]:
-    """``run_coco(task, encoder, data_root, work_dir, smoke=True, launcher="none", **overrides)``: the task's
+def run_task() -> Callable[..., Any]:
+    """``run_task(task, encoder, data_root, work_dir, smoke=True, launcher="none", **overrides)``: the task's
     harness from the catalogue, run on CPU under the harness contract with its (smoke) protocol + overrides."""
     from benchmarks.catalog import get_task
     from benchmarks.harness import RunContext, load_harness
@@ -48,6 +56,12 @@ def run_coco() -> Callable[..., Any]:
         return load_harness(task).run(ctx, spec.protocol_for(smoke, kw))
 
     return run
+
+
+@pytest.fixture
+def run_coco(run_task: Callable[..., Any]) -> Callable[..., Any]:
+    """The COCO tests' name for :func:`run_task`."""
+    return run_task
 
 
 @pytest.fixture(autouse=True)

@@ -226,11 +226,21 @@ def test_coco_metrics_edge_cases(coco_root: Path):
     assert coco_metrics(gt_json, [], "bbox") == {k: 0.0 for k in STAT_NAMES}
 
 
-def test_fixed_size_encoder_is_refused_before_mmdet(coco_root: Path, tmp_path: Path, run_coco):
-    """timm's GC ViT is built for one img_size: the harness says so instead of crashing inside training."""
-    from methods import build_encoder
+def test_fixed_size_encoder_is_refused_before_mmdet(
+    coco_root: Path, tmp_path: Path, run_coco, monkeypatch: pytest.MonkeyPatch
+):
+    """An encoder built for one input size (timm's own GC ViT, windows fixed at 224 px) is refused with its name
+    instead of crashing inside training; vitbench's GC ViT adapter pads to its windows and passes the same check."""
+    import timm
+
+    from benchmarks.dense.coco import check_variable_input
+    from benchmarks.dense.protocols import CocoMaskRcnn3xProtocol
+    from methods import build_encoder, get_adapter
     from methods.errors import VitbenchError
 
+    check_variable_input(build_encoder("gcvit", "xxtiny", weights="random"), CocoMaskRcnn3xProtocol(), "cpu")
+    adapter = type(get_adapter("gcvit"))
+    monkeypatch.setattr(adapter, "create_model", lambda self, v: timm.create_model(v.arch, num_classes=0))
     enc = build_encoder("gcvit", "xxtiny", weights="random")
     with pytest.raises(VitbenchError, match=r"gcvit:xxtiny \(gcvit_xxtiny\): forward_dense fails on a 64x96 input"):
         run_coco("coco-maskrcnn-3x", enc, coco_root, tmp_path / "out")

@@ -63,8 +63,12 @@ def test_smoke_run_via_cli_writes_valid_record(coco_root: Path, tmp_path: Path, 
     assert record.dataset.n_samples == 8 and record.dataset.name == "coco"
 
 
-@pytest.mark.parametrize(("variant", "kind"), [("vits16", "simple_pyramid+fpn"), ("rn50", "fpn")])
-def test_detector_neck_shapes(glue, variant, kind):
+@pytest.mark.parametrize(
+    ("method", "kind"), [("dino:vits16", "simple_pyramid+fpn"), ("dino:rn50", "fpn"), ("gcvit:xxtiny", "fpn")]
+)
+def test_detector_neck_shapes(glue, method, kind):
+    """The detector built around each kind of encoder (GC ViT at a non-224, non-window-multiple size) gives the
+    planned FPN levels."""
     from mmengine.config import Config
 
     from benchmarks.dense.mmdet_config import build_mmdet_config
@@ -72,7 +76,7 @@ def test_detector_neck_shapes(glue, variant, kind):
     from benchmarks.dense.protocols import CocoDetProtocol
     from methods import build_encoder
 
-    enc = build_encoder("dino", variant, weights="random")
+    enc = build_encoder(method, weights="random")
     assert plan_neck(enc.spec).kind == kind
     cfg = build_mmdet_config(
         enc.spec,

@@ -43,3 +43,25 @@ def test_num_heads_override_resplits_attention(vit_encoder):
     assert a.shape == b.shape and not torch.allclose(a, b)
     attn = next(m for m in eight.modules() if hasattr(m, "num_heads") and hasattr(m, "qkv"))
     assert (attn.num_heads, attn.head_dim) == (8, 48)
+
+
+def test_backbone_takes_the_protocols_blocks(vit_encoder):
+    """``vit_indices`` (SelfPatch's 2/5/8/11) replaces the adapter's dense blocks (3/5/7/11) of a plain ViT."""
+    register_live_encoder(vit_encoder)
+    backbone = EncoderBackbone(encoder_ref(vit_encoder), vit_indices=(2, 5, 8, 11)).eval()
+    assert vit_encoder.spec.indices == (3, 5, 7, 11) and backbone.encoder.spec.indices == (2, 5, 8, 11)
+    x = torch.randn(1, 3, 64, 96)
+    with torch.no_grad():
+        got = backbone(x)
+        want = vit_encoder.model.forward_intermediates(
+            x, indices=[2, 5, 8, 11], output_fmt="NCHW", intermediates_only=True
+        )
+    assert len(got) == 4 and all(torch.equal(a, b) for a, b in zip(got, want))
+
+
+def test_layer_ids_follow_beits_numbering(vit_encoder):
+    ids = vit_encoder.layer_ids()
+    assert set(ids) == {n for n, _ in vit_encoder.named_parameters()}
+    assert ids["model.cls_token"] == ids["model.pos_embed"] == ids["model.patch_embed.proj.weight"] == 0
+    assert ids["model.blocks.0.attn.qkv.weight"] == 1 and ids["model.blocks.11.mlp.fc2.bias"] == 12
+    assert ids["model.norm.weight"] == 13  # after the last block: trains at the head's lr

@@ -130,3 +130,17 @@ def test_committed_results_show_confirmed_numbers_on_the_right_pages(
     assert "42.1" in sp and ("not yet reproduced" in sp or "Δ" in sp)
     for pid in ("parti", "sgt", "gcvit", "dino-mm"):
         assert (report.out / "papers" / f"{pid}.html").exists()
+
+
+def test_a_source_read_from_an_image_of_the_table_says_so(tmp_path: Path, lookup) -> None:  # noqa: ANN001
+    from tests.leaderboard.factory import reported_row, write_paper
+
+    results = tmp_path / "results"
+    image = reported_row("toy-task", "dino", "vits16", "top1", 74.5, source_kind="table-image")
+    text = reported_row("toy-task", "mae", "vitb16", "top1", 68.7)
+    write_paper(results, "dino", [image, text])
+    out = build_site(results, tmp_path / "site", task_lookup=lookup).out
+    note = "read from an image of the typeset table, not from the paper's text"
+    for page in ("papers/dino.html", "tasks/toy-task.html"):
+        html = (out / page).read_text(encoding="utf-8")
+        assert html.count(note) == 1, page  # the image-sourced row only, not the text-sourced one

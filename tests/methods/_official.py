@@ -273,7 +273,8 @@ def official_file(
     """
     official = adapter.to_official(dict(sd), variant)
     entry = {layout.prefix + k: v for k, v in official.items()}
-    entry |= {name: torch.zeros(2) for name in layout.extra_weights}
+    # A classifier built in (build(classifier=True)) is in ``official`` already: its real tensors stay.
+    entry |= {name: torch.zeros(2) for name in layout.extra_weights if name not in entry}
     others: dict[str, dict[str, torch.Tensor]] = {}
     for where, prefix in layout.copies:
         assert where is None or where != layout.key, f"{layout.name}: a copy cannot replace the weights' entry"

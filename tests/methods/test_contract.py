@@ -23,6 +23,7 @@ import torch
 
 from methods import build_encoder, get_adapter, list_methods
 from methods.base import Encoder, MethodAdapter, Variant
+from methods.errors import VitbenchError
 from methods.weights import strip_prefixes
 from tests.methods._official import official_file, shrink
 
@@ -51,6 +52,37 @@ def _layout_cases(variants: list[tuple[str, Variant]]) -> list:
 
 
 CASES = [pytest.param(name, v.name, id=f"{name}:{v.name}", marks=_marks(v)) for name, v in _variants()]
+
+
+def _contract_cases() -> list:
+    """:data:`CASES` with ``real``: True for the first variant of each (method, timm arch), which runs at its real
+    size; a later variant of the same architecture (a fine-tuned or 384-px release, PACMAC's DINO run) differs only
+    in arguments a reduced-depth build exercises as well, so it runs the contract at the round trip's size."""
+    seen: set[tuple[str, str]] = set()
+    cases = []
+    for name, v in _variants():
+        real = (name, v.arch) not in seen or v.arch.startswith("gcvit_")  # GC ViT's windows fix its input size
+        seen.add((name, v.arch))
+        cases.append(pytest.param(name, v.name, real, id=f"{name}:{v.name}", marks=_marks(v) if real else []))
+    return cases
+
+
+CONTRACT_CASES = _contract_cases()
+
+
+def _classifier_cases() -> list:
+    """Per method and head layout (``Classifier.keys``), its smallest variant with a released head: the head's
+    names and conversion are the adapter's, not the size's, and GC ViT-L alone would take 40 s."""
+    smallest: dict[tuple[str, tuple[str, ...]], Variant] = {}
+    for name, v in _variants():
+        if v.classifier is not None:
+            key = (name, v.classifier.keys)
+            if key not in smallest or (v.params_m or 0.0) < (smallest[key].params_m or 0.0):
+                smallest[key] = v
+    return [pytest.param(name, v.name, id=f"{name}:{v.name}", marks=_marks(v)) for (name, _), v in smallest.items()]
+
+
+CLASSIFIER_CASES = _classifier_cases()
 LAYOUT_CASES = _layout_cases(_variants())
 
 
@@ -61,8 +93,10 @@ def _input(enc: Encoder) -> torch.Tensor:
     return torch.randn(2, enc.spec.in_chans, h, w)
 
 
-@pytest.mark.parametrize(("method", "variant"), CASES)
-def test_encoder_contract(method: str, variant: str) -> None:
+@pytest.mark.parametrize(("method", "variant", "real"), CONTRACT_CASES)
+def test_encoder_contract(method: str, variant: str, real: bool, monkeypatch: pytest.MonkeyPatch) -> None:
+    if not real:
+        shrink(monkeypatch, method, variant, **_round_trip_size(get_adapter(method).variant(variant).arch))
     enc = get_adapter(method).build(variant, weights="random", seed=0)
     spec = enc.spec
     x = _input(enc)
@@ -70,6 +104,12 @@ def test_encoder_contract(method: str, variant: str) -> None:
     assert len(spec.indices) == len(spec.channels) == len(spec.reductions) > 0
     assert spec.family in ("vit", "hierarchical", "cnn")
     assert spec.in_chans == enc.data_config.input_size[0]
+    dc = enc.data_config  # a band order names every input channel; a band scaling covers every band of it
+    assert len(dc.mean) == len(dc.std) == spec.in_chans
+    assert (dc.band_order is None and spec.in_chans == 3) or len(dc.band_order or ()) == spec.in_chans
+    if dc.band_scaling is not None:
+        assert dc.band_order is not None and len(dc.band_scaling.mean) == len(dc.band_order)
+        assert set(dc.band_scaling.clip_bands) <= set(dc.band_order)
 
     g = enc.forward_global(x)
     assert g.shape == (2, spec.embed_dim)
@@ -90,6 +130,14 @@ def test_encoder_contract(method: str, variant: str) -> None:
         with pytest.raises(ValueError, match="differ in width"):
             enc.forward_probe(x, list(range(spec.num_blocks)))
 
+    # The optional image-text towers (CLIP): declared by the adapter, known without building them, built on first
+    # use (tests/methods/test_image_text.py, the clip extra); an encoder without them says so in one line.
+    adapter = get_adapter(method)
+    assert enc.has_image_text == adapter.has_image_text(adapter.variant(variant))
+    if not enc.has_image_text:
+        with pytest.raises(VitbenchError, match=f"{method}:{variant} has no text tower"):
+            enc.image_text()
+
 
 @pytest.mark.parametrize(("method", "variant"), CASES)
 def test_adapter_metadata(method: str, variant: str) -> None:
@@ -101,6 +149,52 @@ def test_adapter_metadata(method: str, variant: str) -> None:
         assert v.weights_url.startswith(("https://", "hf-hub:"))
     if v.sha256 is not None:
         assert len(v.sha256) == 64
+
+
+# ------------------------------------------------------------------------------------------------ dense sizes
+def _dense_size(arch: str) -> dict[str, Any]:
+    """Cheap model arguments for the detection-size test: narrow and shallow, with what depends on the input size
+    untouched (patch size; GC ViT's pretrained windows 7/7/14/7 at img_size 224, two blocks per stage so that both
+    the local and the global-query block run)."""
+    if arch.startswith("gcvit_"):
+        return {"depths": (2, 2, 2, 2), "embed_dim": 32, "num_heads": (1, 2, 4, 8)}
+    if arch.startswith("spvit_"):  # its conv stem runs at full resolution: narrow it too
+        return {**_round_trip_size(arch), "embed_dim": 64, "num_heads": 2, "stem_chs": 16}
+    if re.match(r"(vit|deit|sgt_vit)_", arch):
+        return {**_round_trip_size(arch), "embed_dim": 64, "num_heads": 2}
+    return _round_trip_size(arch)
+
+
+def _detection_size(enc: Encoder) -> tuple[int, int]:
+    """Non-square, not 224, not the pretraining grid: 512 x 640 at stride 16 (32 x 40 patches; the same patch grid
+    at other patch sizes, to keep attention cheap), 512 x 640 for hierarchical encoders and CNNs."""
+    if enc.spec.family == "vit":
+        r = enc.spec.size_divisor
+        return 32 * r, 40 * r
+    return 512, 640
+
+
+@pytest.mark.parametrize(("method", "variant"), [pytest.param(n, v.name, id=f"{n}:{v.name}") for n, v in _variants()])
+@pytest.mark.usefixtures("one_thread")
+def test_forward_dense_at_detection_size(method: str, variant: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Every encoder's ``forward_dense`` at a detection/segmentation size keeps its spec's channels and strides
+    (dense tasks feed any size that is a multiple of ``size_divisor``), and ``layer_ids`` numbers every parameter."""
+    shrink(monkeypatch, method, variant, **_dense_size(get_adapter(method).variant(variant).arch))
+    enc = build_encoder(method, variant, weights="random", seed=0)
+    h, w = _detection_size(enc)
+    with torch.no_grad():
+        dense = enc.forward_dense(torch.randn(1, enc.spec.in_chans, h, w))
+    got = [tuple(f.shape[1:]) for f in dense]
+    assert got == [(c, h // r, w // r) for c, r in zip(enc.spec.channels, enc.spec.reductions)], f"at {h}x{w}"
+    assert all(torch.isfinite(f).all() for f in dense)
+
+    ids = enc.layer_ids()
+    top = enc.spec.num_blocks + 1
+    assert set(ids) == {n for n, _ in enc.named_parameters()} and set(ids.values()) <= set(range(top + 1))
+    blocks = [str(f["module"]) for f in enc.model.feature_info]
+    for name, layer in ids.items():
+        inside = [i for i, b in enumerate(blocks) if name.startswith(f"model.{b}.")]
+        assert layer == (inside[0] + 1 if inside else layer) and (inside or layer in (0, top)), name
 
 
 # ------------------------------------------------------------------------------------------------ declared sizes
@@ -218,6 +312,45 @@ def test_official_layout_round_trip(
     v = get_adapter(method).variant(variant)
     shrink(monkeypatch, method, variant, **_round_trip_size(v.arch))
     _check_round_trip(method, variant, layout, tmp_path)
+
+
+@pytest.mark.parametrize(("method", "variant"), CLASSIFIER_CASES)
+@pytest.mark.usefixtures("one_thread")
+def test_classifier_round_trip(method: str, variant: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """A released head survives the authors' first declared layout: ``build(classifier=True)`` gives the same logits
+    (1e-4), the head's keys are loaded, not dropped, and the backbone's features are unchanged by having a head."""
+    adapter = get_adapter(method)
+    shrink(monkeypatch, method, variant, **_round_trip_size(adapter.variant(variant).arch))
+    v = adapter.variant(variant)
+    assert v.classifier is not None
+    enc = adapter.build(variant, weights="random", seed=0, classifier=True)
+    _perturb(enc)
+    sd = {k.removeprefix("model."): t for k, t in enc.state_dict().items()}
+    assert set(v.classifier.keys) <= set(sd), f"declared head keys {v.classifier.keys} are not the model's"
+    path = tmp_path / "official.pth"
+    torch.save(official_file(adapter, v, v.official_layouts[0], sd), path)
+    loaded = adapter.build(variant, weights=path, classifier=True)
+    x = _round_trip_input(enc)
+    with torch.no_grad():
+        logits = loaded.forward_logits(x)
+        assert logits.shape == (2, v.classifier.num_classes)
+        torch.testing.assert_close(logits, enc.forward_logits(x), atol=1e-4, rtol=0)
+    _assert_same_features(loaded, enc, x)
+    assert not set(loaded.identity.load_report.dropped) & set(sd)
+    backbone = adapter.build(variant, weights=path)  # the same file without the head: dropped, features equal
+    kept = {k.removeprefix("model.") for k in backbone.state_dict()}
+    assert backbone.classifier is None and not set(v.classifier.keys) & kept
+    _assert_same_features(backbone, enc, x)
+
+
+def test_classifier_refused_for_backbone_only_variants() -> None:
+    """Every variant without a released head refuses ``classifier=True`` in one line, before building anything."""
+    from methods.errors import CheckpointError
+
+    for name, v in _variants():
+        if v.classifier is None:
+            with pytest.raises(CheckpointError, match=rf"{name}:{v.name} has no released classification head"):
+                get_adapter(name).build(v.name, weights="random", classifier=True)
 
 
 def test_a_variant_without_layout_fails_the_round_trip(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

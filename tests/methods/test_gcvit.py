@@ -179,7 +179,7 @@ def test_train_py_checkpoint_round_trip(tmp_path: Path) -> None:
     assert rep.checkpoint_key == "state_dict_ema"  # the EMA the best-epoch metric was measured on
     assert rep.matched == len(ref.state_dict()) == 224
     assert rep.missing_allowed == [] and rep.stripped_prefixes == []
-    assert sorted(rep.dropped) == ["head.bias", "head.weight"] + sorted(
+    assert sorted(rep.dropped) == ["head.fc.bias", "head.fc.weight"] + sorted(
         k for k in FIXTURE["gcvit_xxtiny"] if k.endswith("relative_position_index")
     )
     assert rep.converted == [
@@ -191,7 +191,16 @@ def test_train_py_checkpoint_round_trip(tmp_path: Path) -> None:
         "levels.i.downsample -> stages.i+1.downsample (27 keys)",
         "levels.i.q_global_gen.to_q_global.k -> stages.i.global_block.blocks.conv(k+1) (28 keys)",
         "norm -> stages.3.norm (2 keys)",
+        "head -> head.fc (classifier) (2 keys)",
     ]
+    # The same file with its classifier (imagenet-supervised): NVlabs' `head` on the pooled last stage.
+    nv = torch.load(path, weights_only=False)["state_dict_ema"]
+    clf = build_encoder("gcvit", "xxtiny", weights=path, classifier=True)
+    with torch.no_grad():
+        logits = torch.nn.functional.linear(
+            ref.forward_head(want[-1], pre_logits=True), nv["head.weight"], nv["head.bias"]
+        )
+        torch.testing.assert_close(clf.forward_logits(X), logits, atol=1e-3, rtol=1e-4)
 
 
 @pytest.mark.parametrize("kwargs", [{}, {"layer_scale": 1e-5, "img_size": 64}], ids=["xxtiny", "layer-scale"])
