@@ -9,7 +9,8 @@ Integrity: the folder name keys on the split fingerprint (paths, sizes, labels),
 fast hash of the file contents (:func:`content_digest`): taken during extraction by the workers from the bytes they
 read (no extra pass), re-checked on every reuse by reading the files again, and on resume for the files already
 done. A split whose images were replaced by others of the same size re-extracts, with a one-line note. A batch of
-non-finite features is refused naming its images, and nothing is cached for it. Cache space is reserved up front
+non-finite features is refused naming its images, and nothing is cached for it (:func:`require_finite` does the same
+for what harnesses compute outside this cache). Cache space is reserved up front
 (``posix_fallocate``), so a full disk is one line naming the folder and the space needed, never a SIGBUS from a
 sparse memory map.
 """
@@ -236,6 +237,19 @@ def _check_finite(batch: dict[str, np.ndarray], dataset: Dataset, done: int, b: 
         f"non-finite features ({', '.join(bad)}: NaN/inf, or beyond the fp16 range) for images {done}-{done + b - 1}"
         f"{where}; check the weights and these images; nothing was cached for them"
     )
+
+
+def require_finite(values: torch.Tensor, what: str) -> torch.Tensor:
+    """``values`` if every one is finite, else a :class:`DataError` naming ``what`` (the batch, the step): for
+    features, logits and losses computed outside :func:`extract` (which checks its own batches), where a NaN would
+    otherwise become a chance-level number."""
+    if not bool(torch.isfinite(values.detach()).all()):
+        bad = int((~torch.isfinite(values.detach())).sum())
+        raise DataError(
+            f"non-finite values ({bad} NaN/inf of {values.numel()}) in {what}; check the weights, these images and "
+            "the learning rate; no record was written"
+        )
+    return values
 
 
 def _human(n: int) -> str:

@@ -781,5 +781,11 @@ def _check_classifier(sd: Mapping[str, torch.Tensor], c: Classifier, what: str, 
 
 
 def with_variant(v: Variant, **changes: Any) -> Variant:
-    """A copy of ``v`` with ``changes``: lets an adapter derive similar variants without repeating fields."""
+    """A copy of ``v`` with ``changes``: lets an adapter derive similar variants without repeating fields.
+
+    A new ``weights_url`` is another file: ``v``'s pins (``sha256``, ``digest_prefix``) do not carry over to it
+    unless ``changes`` gives them again (an inherited pin would refuse the authors' own file, or vouch for it)."""
+    if changes.get("weights_url", v.weights_url) != v.weights_url:
+        changes.setdefault("sha256", None)
+        changes.setdefault("digest_prefix", None)
     return replace(v, **changes)

@@ -80,6 +80,7 @@ _VITB16_FT = with_variant(
     drop=("head.*",),
     official_layouts=(OfficialLayout(name="release", key="model", extra_weights=_HEAD),),
     classifier=Classifier(),
+    digest_prefix="md5:1b25e9",  # FINETUNE.md, "md5" row of the fine-tuned checkpoint table
     notes=_FT_NOTE.format("1b25e9", "83.664", "96.530"),
 )
 
@@ -122,6 +123,7 @@ class MAE(MethodAdapter):
             weights_url=_FT_URL.format("large"),
             file_name="mae_finetuned_vit_large.pth",
             params_m=303.3,
+            digest_prefix="md5:51f550",
             notes=_FT_NOTE.format("51f550", "85.952", "97.570"),
         ),
         with_variant(
@@ -131,6 +133,7 @@ class MAE(MethodAdapter):
             weights_url=_FT_URL.format("huge"),
             file_name="mae_finetuned_vit_huge.pth",
             params_m=630.8,
+            digest_prefix="md5:2541f2",
             notes=_FT_NOTE.format("2541f2", "86.928", "98.088"),
         ),
     )
