@@ -53,18 +53,32 @@ def _file_digest(path: Path) -> bytes:
     return h.digest()
 
 
-def content_digest(paths: Sequence[Path], threads: int | None = None) -> str:
-    """A fast hash of the bytes of ``paths`` in order: blake2b of each file (its length, then its bytes), hashed
-    together. Files are hashed on ``threads`` threads (default: the DataLoader worker count; hashlib releases the
-    GIL), so the check scales with the cores that decode the images during extraction."""
+Sample = Path | tuple[Path, ...]  # the file an item is read from, or the files (a multi-file sample: BigEarthNet)
+
+
+def _sample_digest(sample: Sample | str) -> bytes:
+    """:func:`_file_digest` of a sample's file; of a multi-file sample, the blake2b of its files' digests in order."""
+    if not isinstance(sample, tuple):
+        return _file_digest(Path(sample))
+    h = hashlib.blake2b(digest_size=16)
+    for f in sample:
+        h.update(_file_digest(Path(f)))
+    return h.digest()
+
+
+def content_digest(paths: Sequence[Sample], threads: int | None = None) -> str:
+    """A fast hash of the bytes of ``paths`` in order: blake2b of each file (its length, then its bytes; a tuple of
+    files: of their digests), hashed together. Files are hashed on ``threads`` threads (default: the DataLoader
+    worker count; hashlib releases the GIL), so the check scales with the cores that decode the images during
+    extraction."""
     from concurrent.futures import ThreadPoolExecutor
 
     n = max(1, default_workers() if threads is None else threads)
     if n == 1 or len(paths) < 64:
-        digests = [_file_digest(Path(p)) for p in paths]
+        digests = [_sample_digest(p) for p in paths]
     else:
         with ThreadPoolExecutor(n) as pool:
-            digests = list(pool.map(_file_digest, paths, chunksize=64))
+            digests = list(pool.map(_sample_digest, paths, chunksize=64))
     h = hashlib.blake2b(digest_size=16)
     for d in digests:
         h.update(d)
@@ -188,17 +202,32 @@ def extract(
 _DIGEST = "_content_digest"  # per-file blake2b rows kept beside the features while they are extracted
 
 
-def _hashable_paths(dataset: Dataset) -> Sequence[Path] | None:
-    """The files behind ``dataset``'s items, in order, if it declares itself verifiable (``content_digest()``)."""
-    paths = getattr(getattr(dataset, "split", None), "paths", None)
-    return paths if callable(getattr(dataset, "content_digest", None)) and paths is not None else None
+def _hashable_paths(dataset: Dataset) -> Sequence[Sample] | None:
+    """The files behind ``dataset``'s items, in item order, if it declares itself verifiable (``content_digest()``):
+    its ``split.paths``, or each sample's files where the split reads samples of several files (``split.source``),
+    taken at the dataset's ``indices`` where it covers part of its split. None for a dataset that declares nothing."""
+    split = getattr(dataset, "split", None)
+    paths = getattr(split, "paths", None)
+    if not callable(getattr(dataset, "content_digest", None)) or paths is None:
+        return None
+    source = getattr(split, "source", None)
+    items: list[Sample] = list(paths) if source is None else [tuple(source.files(i)) for i in range(len(paths))]
+    indices = getattr(dataset, "indices", None)
+    if indices is not None:
+        items = [items[int(i)] for i in indices]
+    if len(items) != len(dataset):  # type: ignore[arg-type]  # map-style datasets are Sized
+        raise ValueError(
+            f"{type(dataset).__name__}: {len(items)} files for {len(dataset)} items: the feature cache cannot "  # type: ignore[arg-type]
+            "verify which file each item was read from"
+        )
+    return items
 
 
 class _Digesting(Dataset):
     """``dataset[i]`` plus the 16-byte blake2b of its file, hashed in the DataLoader worker that reads it: the check
     costs no extra pass over the data (the file was just read, so it comes from the page cache)."""
 
-    def __init__(self, dataset: Dataset, paths: Sequence[Path]) -> None:
+    def __init__(self, dataset: Dataset, paths: Sequence[Sample]) -> None:
         self.dataset, self.paths = dataset, paths
 
     def __len__(self) -> int:
@@ -206,16 +235,16 @@ class _Digesting(Dataset):
 
     def __getitem__(self, i: int) -> tuple:
         x, y = self.dataset[i]
-        return x, y, torch.frombuffer(bytearray(_file_digest(Path(self.paths[i]))), dtype=torch.uint8)
+        return x, y, torch.frombuffer(bytearray(_sample_digest(self.paths[i])), dtype=torch.uint8)
 
 
-def _same_files(rows: np.ndarray | None, paths: Sequence[Path] | None, done: int) -> bool:
+def _same_files(rows: np.ndarray | None, paths: Sequence[Sample] | None, done: int) -> bool:
     """Whether the first ``done`` files still hash to the ``rows`` a partial extraction recorded for them."""
     if paths is None:
         return rows is None
     if rows is None or done > len(paths):
         return False
-    again = [_file_digest(Path(p)) for p in paths[:done]]
+    again = [_sample_digest(p) for p in paths[:done]]
     return b"".join(again) == np.ascontiguousarray(rows[:done]).tobytes()
 
 

@@ -79,7 +79,8 @@ def logits_of(
     """``([N, C] logits, [N, C] labels)`` of ``split`` in its order, eval transform."""
     model.eval()
     out, ys = [], []
-    for i, (x, y) in enumerate(_loader(probe_dataset(encoder, split, transform, missing, cmap), batch, False, 0, False)):
+    loader = _loader(probe_dataset(encoder, split, transform, missing, cmap), batch, False, 0, False)
+    for i, (x, y) in enumerate(loader):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
             logits = model(x.to(device)).float()
         what = f"the {split.name} logits of images {i * batch}-{i * batch + len(x) - 1} (batch {i})"
