@@ -325,7 +325,7 @@ def _allocate(partial: Path | None, first: dict[str, np.ndarray], n: int) -> dic
     needed = sum(n * v[:1].nbytes + 128 for v in first.values())
     try:
         partial.mkdir(parents=True, exist_ok=True)
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         for name, v in first.items():
             path = partial / f"{name}.npy"
             arr = np.lib.format.open_memmap(path, mode="w+", dtype=v.dtype, shape=(n, *v.shape[1:]))
