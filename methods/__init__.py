@@ -67,6 +67,4 @@ def build_encoder(
     accept a position table of any grid, resampled (the load report says so)."""
     if variant is None:
         name, variant = parse_method(name)
-    return get_adapter(name).build(
-        variant, weights, seed, classifier=classifier, resample_pos_embed=resample_pos_embed
-    )
+    return get_adapter(name).build(variant, weights, seed, classifier=classifier, resample_pos_embed=resample_pos_embed)
