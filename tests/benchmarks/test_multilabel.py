@@ -335,6 +335,32 @@ def test_tasks_needing_a_text_tower_refuse_other_encoders(coco: Path, voc: Path,
         get_task("voc-partial").protocol_for(True, {"proportions": (0.0,)})
 
 
+@pytest.mark.parametrize("bad", ["unknown-class", "no-object", "absent-image"])
+def test_bad_voc_input_is_one_line_naming_the_file_and_no_record(
+    bad: str,
+    voc: Path,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+) -> None:
+    root = Path(shutil.copytree(voc, tmp_path / "v")) / "VOCdevkit/VOC2007"
+    image_id = (root / "ImageSets/Main/trainval.txt").read_text().split()[3]
+    xml = root / "Annotations" / f"{image_id}.xml"
+    if bad == "unknown-class":
+        xml.write_text(_voc_xml(("dog", 0), ("dragon", 0)))
+        want = f"{xml}: object class 'dragon' is not one of VOC's 20 classes"
+    elif bad == "no-object":
+        xml.write_text("<annotation><filename>x.jpg</filename></annotation>")
+        want = f"{xml}: no <object>"
+    else:
+        (root / "JPEGImages" / f"{image_id}.jpg").unlink()
+        want = f"{root / 'ImageSets/Main/trainval.txt'}: image listed but absent: {image_id}"
+    argv = ["run", "--method", "dino", "--task", "voc-partial", "--data", str(tmp_path / "v"), "--weights", "random"]
+    assert main([*argv, "--smoke", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and want in err, err
+    assert not (tmp_path / "out" / "runs").exists()
+
+
 # ------------------------------------------------------------------------------------------------ DualCoOp's loop
 class BagOfWords(ImageText):
     """A toy text tower (no CLIP needed): token embeddings averaged up to the end token, then projected."""
