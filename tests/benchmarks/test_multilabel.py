@@ -121,6 +121,31 @@ def test_map_equals_sklearn_macro_over_classes_with_a_positive() -> None:
     assert m["n_classes_without_positive"] == 1
 
 
+def test_map_with_unknown_labels_and_a_single_class_matches_sklearn_on_the_known_ones() -> None:
+    """Partial labels: -1 entries are dropped per class (sklearn on each class's known rows); one class alone is its
+    binary AP; micro AP pools the known (image, class) pairs; a class whose only positives are unknown counts as
+    having none."""
+    from sklearn.metrics import average_precision_score
+
+    rng = np.random.default_rng(1)
+    scores = rng.random((40, 4))
+    full = (rng.random((40, 4)) < 0.4).astype(np.int64)
+    y = np.where(rng.random((40, 4)) < 0.3, -1, full)
+    y[:, 2] = np.where(full[:, 2] == 1, -1, 0)  # class 2: every positive unknown -> no known positive
+    m = multilabel_ap(torch.from_numpy(scores), torch.from_numpy(y))
+    per = [average_precision_score(y[y[:, c] >= 0, c], scores[y[:, c] >= 0, c]) for c in (0, 1, 3)]
+    assert m["mAP"] == pytest.approx(100 * np.mean(per), abs=1e-4)
+    assert m["n_classes_without_positive"] == 1
+    known = y.flatten() >= 0
+    micro = average_precision_score(y.flatten()[known], scores.flatten()[known])
+    assert m["micro_AP"] == pytest.approx(100 * micro, abs=1e-4)
+    one = multilabel_ap(torch.from_numpy(scores[:, :1]), torch.from_numpy(full[:, :1]))
+    assert one["mAP"] == pytest.approx(100 * average_precision_score(full[:, 0], scores[:, 0]), abs=1e-4)
+    assert one["mAP"] == pytest.approx(one["micro_AP"], abs=1e-4)  # one class: macro and micro are the same ranking
+    none = multilabel_ap(torch.from_numpy(scores), torch.zeros((40, 4), dtype=torch.long))
+    assert none == {"mAP": 0.0, "micro_AP": 0.0, "n_classes_without_positive": 4.0}
+
+
 def test_topk_precision_recall_f1_by_hand() -> None:
     scores = torch.tensor([[0.9, 0.8, 0.1, 0.3], [0.2, 0.1, 0.7, 0.6], [0.5, 0.4, 0.3, 0.9]])
     y = torch.tensor([[1, 0, 0, 1], [0, 0, 1, 0], [0, 1, 0, 0]])
@@ -143,13 +168,14 @@ def test_region_aggregation_shapes_and_single_region_case() -> None:
     cos = torch.nn.functional.normalize(regions[:, 0], dim=-1) @ text.T  # [3, 10]: negative prompts first
     torch.testing.assert_close(one, 100 * cos.view(3, 2, 5))
     # Several regions: per class, softmax over regions of the *positive* prompt's scores weights both prompts' scores.
-    r = torch.nn.functional.normalize(regions, dim=-1)
+    # (The reference is computed in float64; aggregate runs in float32, so logits of ~+-100 agree to ~1e-5.)
+    r, t = torch.nn.functional.normalize(regions.double(), dim=-1), text.double()
     for b in range(3):
         for c in range(5):
-            neg, pos = 20 * r[b] @ text[c], 20 * r[b] @ text[5 + c]  # [R] each
+            neg, pos = 20 * r[b] @ t[c], 20 * r[b] @ t[5 + c]  # [R] each
             w = pos.softmax(0)
-            assert logits[b, 0, c].item() == pytest.approx(5 * (w * neg).sum().item(), rel=1e-5)
-            assert logits[b, 1, c].item() == pytest.approx(5 * (w * pos).sum().item(), rel=1e-5)
+            assert logits[b, 0, c].item() == pytest.approx(5 * (w * neg).sum().item(), rel=1e-5, abs=1e-4)
+            assert logits[b, 1, c].item() == pytest.approx(5 * (w * pos).sum().item(), rel=1e-5, abs=1e-4)
     torch.testing.assert_close(positive_probability(logits), torch.sigmoid(logits[:, 1] - logits[:, 0]))
 
 
@@ -295,6 +321,9 @@ def test_partial_label_tasks_on_their_layouts(task: str, coco: Path, nus: Path, 
     out = PartialLabelHarness(spec).run(ctx, protocol)
     assert set(out.metrics) == {"mAP", "mAP_p20", "mAP_p80"} and 0 < out.metrics["mAP"] <= 100
     assert out.dataset.skipped and out.dataset.n_classes == (6 if task == "coco-partial" else 4)
+    # The synthetic sets are learnable: a linear head on random-ViT features beats a constant score.
+    test = scan_coco_multilabel(coco, "val2014") if task == "coco-partial" else scan_nuswide(nus, "Test")
+    assert out.metrics["mAP_p80"] > _constant_map(test.split.targets) + 15
 
 
 def test_tasks_needing_a_text_tower_refuse_other_encoders(coco: Path, voc: Path, tmp_path: Path, capsys) -> None:  # noqa: ANN001
@@ -307,6 +336,32 @@ def test_tasks_needing_a_text_tower_refuse_other_encoders(coco: Path, voc: Path,
     assert not (tmp_path / "runs").exists()
     with pytest.raises(VitbenchError, match="proportions"):
         get_task("voc-partial").protocol_for(True, {"proportions": (0.0,)})
+
+
+@pytest.mark.parametrize("bad", ["unknown-class", "no-object", "absent-image"])
+def test_bad_voc_input_is_one_line_naming_the_file_and_no_record(
+    bad: str,
+    voc: Path,
+    tmp_path: Path,
+    capsys,  # noqa: ANN001
+) -> None:
+    root = Path(shutil.copytree(voc, tmp_path / "v")) / "VOCdevkit/VOC2007"
+    image_id = (root / "ImageSets/Main/trainval.txt").read_text().split()[3]
+    xml = root / "Annotations" / f"{image_id}.xml"
+    if bad == "unknown-class":
+        xml.write_text(_voc_xml(("dog", 0), ("dragon", 0)))
+        want = f"{xml}: object class 'dragon' is not one of VOC's 20 classes"
+    elif bad == "no-object":
+        xml.write_text("<annotation><filename>x.jpg</filename></annotation>")
+        want = f"{xml}: no <object>"
+    else:
+        (root / "JPEGImages" / f"{image_id}.jpg").unlink()
+        want = f"{root / 'ImageSets/Main/trainval.txt'}: image listed but absent: {image_id}"
+    argv = ["run", "--method", "dino", "--task", "voc-partial", "--data", str(tmp_path / "v"), "--weights", "random"]
+    assert main([*argv, "--smoke", "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and want in err, err
+    assert not (tmp_path / "out" / "runs").exists()
 
 
 # ------------------------------------------------------------------------------------------------ DualCoOp's loop

@@ -83,3 +83,26 @@ def test_nuswide_zsl_trains_on_a_subset_of_seen_classes_per_step(tmp_path: Path)
     out = ZeroShotHarness(spec).run(ctx, spec.protocol_for(True, {"num_train_cls": 2}))
     assert out.probe["classes"] == {"seen": 5, "unseen": 4} and 0 <= out.metrics["zsl_mAP"] <= 100
     assert out.dataset.splits == {"train-seen": 44, "test-zsl": 21, "test-gzsl": 24}
+
+
+@pytest.mark.parametrize("task", ["coco-zsl", "nuswide-zsl"])
+def test_a_zero_shot_split_naming_unknown_concepts_is_one_line_and_no_record(
+    task: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    if task == "coco-zsl":
+        root = synth("coco-multilabel", tmp_path / "data", seed=0)
+        split = root / "annotations" / "instances_val2014_unseen_48_17.json"
+        doc = json.loads(split.read_text())
+        doc["categories"].append({"id": 90, "name": "toothbrush", "supercategory": "thing"})  # not in the GZSL file
+        split.write_text(json.dumps(doc))
+        want = f"{split}: category 90 ('toothbrush') is not category 90"
+    else:
+        root = synth("nuswide", tmp_path / "data", seed=0)
+        split = root / "zsl" / "unseen.txt"
+        split.write_text(split.read_text() + "unicorn\n")
+        want = f"{split}: 1 label(s) not in Concepts81.txt, e.g. 'unicorn'"
+    argv = ["run", "--method", "dualcoop:rn50", "--task", task, "--data", str(root), "--weights", "random", "--smoke"]
+    assert main([*argv, "--out", str(tmp_path / "out")]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.count("\n") == 0 and want in err, err
+    assert not (tmp_path / "out" / "runs").exists()

@@ -144,3 +144,21 @@ def test_a_source_read_from_an_image_of_the_table_says_so(tmp_path: Path, lookup
     for page in ("papers/dino.html", "tasks/toy-task.html"):
         html = (out / page).read_text(encoding="utf-8")
         assert html.count(note) == 1, page  # the image-sourced row only, not the text-sourced one
+
+
+def test_committed_dualcoop_table_1_is_on_its_task_and_paper_pages(tmp_path: Path) -> None:
+    """DualCoOp's partial-label Table 1 (results/reported/dualcoop.yaml): each dataset's ten rows (10-90 % and the
+    average) on its task page, every one flagged as read from an image of the table; no zero-shot page (unconfirmed)."""
+    out = build_site(REPO / "results", tmp_path / "site").out
+    note = "read from an image of the typeset table, not from the paper's text"
+    for task, values in (
+        ("voc-partial", ("90.3", "93.2")),  # VOC 10 % and the average
+        ("coco-partial", ("78.7", "83.1", "81.9")),  # COCO 10 %, 90 % and the average
+    ):
+        html = (out / "tasks" / f"{task}.html").read_text(encoding="utf-8")
+        for value in values:
+            assert f">{value}</a>" in html, (task, value)
+        assert html.count(note) == 10, task
+    paper = (out / "papers" / "dualcoop.html").read_text(encoding="utf-8")
+    assert paper.count(note) == 20  # the 20 numbers of Table 1
+    assert not [p for p in (out / "tasks").glob("*-zsl.html")]

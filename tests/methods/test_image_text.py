@@ -84,6 +84,28 @@ def test_region_features_are_clips_attention_pool_without_the_attention() -> Non
         torch.testing.assert_close(towers.forward_regions(big).mean(dim=1), ref, atol=1e-5, rtol=1e-4)
 
 
+def test_clips_pool_output_is_the_global_tokens_attention_over_the_region_features() -> None:
+    """With CLIP's own (non-uniform) attention: a one-head pool's output for the global (mean) token is exactly the
+    mixture of the region features weighted by that token's attention, softmax(q_0 . k_j / sqrt(C))."""
+    towers = _towers(1)
+    visual = towers.clip.visual
+    pool = visual.attnpool
+    pool.num_heads = 1  # one head: its attention weights mix whole region features (c_proj is applied per token)
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        pool.q_proj.weight.mul_(30)  # a peaked attention (at init it is close to uniform)
+        regions = towers.forward_regions(x)  # [B, 1 + HW, D]
+        fmap = visual.layer4(visual.layer3(visual.layer2(visual.layer1(visual.stem(x)))))
+        tokens = fmap.flatten(2).transpose(1, 2)
+        tokens = torch.cat([tokens.mean(1, keepdim=True), tokens], 1) + pool.positional_embedding
+        q, k = pool.q_proj(tokens[:, 0]), pool.k_proj(tokens)  # the global token's query, every token's key
+        attn = (torch.einsum("bc,bjc->bj", q, k) / tokens.shape[-1] ** 0.5).softmax(-1)
+        assert (attn.amax(-1) > 1.5 * attn.amin(-1)).all()  # not uniform: not the trivial mean
+        torch.testing.assert_close(
+            torch.einsum("bj,bjd->bd", attn, regions), towers.clip.encode_image(x), atol=1e-5, rtol=1e-4
+        )
+
+
 def test_text_tower_on_token_embeddings_is_encode_text() -> None:
     towers = _towers()
     tokens = towers.tokenize(["a photo of a dog.", "X X X potted plant."])
