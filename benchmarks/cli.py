@@ -6,6 +6,7 @@ Exit codes are stable: 0 ok, 1 user error (one line on stderr, no traceback), 2 
 from __future__ import annotations
 
 import argparse
+import errno
 import json
 import re
 import shlex
@@ -118,6 +119,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         command=args.command_line,
         launcher=args.launcher,
+        resample_pos_embed=args.resample_pos_embed,
     )
     path, record = run(req)
     if record is None:
@@ -163,7 +165,7 @@ def cmd_new_method(args: argparse.Namespace) -> int:
 def cmd_inspect(args: argparse.Namespace) -> int:
     from methods import build_encoder
 
-    enc = build_encoder(args.method, weights=args.weights)
+    enc = build_encoder(args.method, weights=args.weights, resample_pos_embed=args.resample_pos_embed)
     ident = enc.identity
     info = {
         "method": ident.method,
@@ -186,7 +188,8 @@ def cmd_inspect(args: argparse.Namespace) -> int:
         print(
             f"  key                {rep.checkpoint_key or '<flat state dict>'}; stripped {rep.stripped_prefixes or '-'}"
         )
-        print(f"  matched            {rep.matched}")
+        print(f"  integrity          {rep.integrity}")
+        print(f"  matched            {rep.matched} (non-finite: {rep.non_finite})")
         for label, keys in (
             ("dropped", rep.dropped),
             ("converted", rep.converted),
@@ -243,6 +246,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="multi-GPU launcher for training harnesses (mmengine); default: detected from torchrun/srun",
     )
     p.add_argument("--no-progress", action="store_true")
+    _add_resample(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="validate result records (for submissions)")
@@ -253,6 +257,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--method", required=True, help="METHOD or METHOD:VARIANT")
     p.add_argument("--weights", required=True, help="checkpoint PATH or URL")
     p.add_argument("--json", action="store_true")
+    _add_resample(p)
     p.set_defaults(func=cmd_inspect)
 
     p = sub.add_parser("new-method", help="scaffold a method adapter, its test and its results folder")
@@ -264,6 +269,14 @@ def build_parser() -> argparse.ArgumentParser:
     for plugin in _command_plugins():
         plugin(sub)
     return parser
+
+
+def _add_resample(p: argparse.ArgumentParser) -> None:
+    p.add_argument(
+        "--resample-pos-embed",
+        action="store_true",
+        help="load a position table of a grid the method does not declare, resampled (load report and record say so)",
+    )
 
 
 def _command_plugins() -> list[Callable[[Any], None]]:
@@ -325,6 +338,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except VitbenchError as err:
         print(f"vitbench: error: {_one_line(err)}", file=sys.stderr)
+        return 1
+    except OSError as err:  # a full disk anywhere (work folders, logs, checkpoints) is the user's to fix: one line
+        if err.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        where = Path(err.filename).parent if err.filename else Path.cwd()
+        print(
+            f"vitbench: error: {where}: no space left on device writing {err.filename or 'a file'}; free space there "
+            "or point the command elsewhere (--out, --cache, VITBENCH_CACHE)",
+            file=sys.stderr,
+        )
         return 1
     except KeyboardInterrupt:
         print("vitbench: interrupted", file=sys.stderr)

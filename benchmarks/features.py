@@ -6,9 +6,11 @@ extracted. Extraction writes into a ``.partial`` folder and records its progress
 where it stopped; the folder is renamed into place only when complete.
 
 Integrity: the folder name keys on the split fingerprint (paths, sizes, labels), and ``meta.json`` also stores a
-fast hash of the file contents (:func:`content_digest`), re-checked on every reuse (and resume): a split whose
-images were replaced by others of the same size re-extracts, with a one-line note. A batch of non-finite features
-is refused naming its images, and nothing is cached for it. Cache space is reserved up front
+fast hash of the file contents (:func:`content_digest`): taken during extraction by the workers from the bytes they
+read (no extra pass), re-checked on every reuse by reading the files again, and on resume for the files already
+done. A split whose images were replaced by others of the same size re-extracts, with a one-line note. A batch of
+non-finite features is refused naming its images, and nothing is cached for it (:func:`require_finite` does the same
+for what harnesses compute outside this cache). Cache space is reserved up front
 (``posix_fallocate``), so a full disk is one line naming the folder and the space needed, never a SIGBUS from a
 sparse memory map.
 """
@@ -40,16 +42,46 @@ def default_cache_dir() -> Path:
     return Path(os.environ.get("VITBENCH_CACHE", Path.home() / ".cache" / "vitbench")) / "features"
 
 
-def content_digest(paths: Sequence[Path]) -> str:
-    """A fast hash of the bytes of ``paths`` in order (blake2b over each file's length and bytes)."""
+def _file_digest(path: Path) -> bytes:
     h = hashlib.blake2b(digest_size=16)
-    buf = bytearray(1 << 20)
-    view = memoryview(buf)
-    for path in paths:
-        with open(path, "rb", buffering=0) as fh:
-            h.update(b"\0%d\0" % os.fstat(fh.fileno()).st_size)
-            while n := fh.readinto(buf):
-                h.update(view[:n])
+    with open(path, "rb", buffering=0) as fh:
+        h.update(b"%d\0" % os.fstat(fh.fileno()).st_size)
+        buf = bytearray(1 << 20)
+        view = memoryview(buf)
+        while n := fh.readinto(buf):
+            h.update(view[:n])
+    return h.digest()
+
+
+Sample = Path | tuple[Path, ...]  # the file an item is read from, or the files (a multi-file sample: BigEarthNet)
+
+
+def _sample_digest(sample: Sample | str) -> bytes:
+    """:func:`_file_digest` of a sample's file; of a multi-file sample, the blake2b of its files' digests in order."""
+    if not isinstance(sample, tuple):
+        return _file_digest(Path(sample))
+    h = hashlib.blake2b(digest_size=16)
+    for f in sample:
+        h.update(_file_digest(Path(f)))
+    return h.digest()
+
+
+def content_digest(paths: Sequence[Sample], threads: int | None = None) -> str:
+    """A fast hash of the bytes of ``paths`` in order: blake2b of each file (its length, then its bytes; a tuple of
+    files: of their digests), hashed together. Files are hashed on ``threads`` threads (default: the DataLoader
+    worker count; hashlib releases the GIL), so the check scales with the cores that decode the images during
+    extraction."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    n = max(1, default_workers() if threads is None else threads)
+    if n == 1 or len(paths) < 64:
+        digests = [_sample_digest(p) for p in paths]
+    else:
+        with ThreadPoolExecutor(n) as pool:
+            digests = list(pool.map(_sample_digest, paths, chunksize=64))
+    h = hashlib.blake2b(digest_size=16)
+    for d in digests:
+        h.update(d)
     return h.hexdigest()
 
 
@@ -96,10 +128,10 @@ def extract(
     n = len(dataset)  # type: ignore[arg-type]  # map-style datasets are Sized
     workers = default_workers() if num_workers is None else num_workers
     folder = None if cache_dir is None else Path(cache_dir) / key.digest()
-    content = None if folder is None else dataset_content(dataset)
+    paths = None if folder is None else _hashable_paths(dataset)
     if folder is not None and (folder / "meta.json").exists():
         meta = json.loads((folder / "meta.json").read_text())
-        if meta.get("content") == content:
+        if meta.get("content") == (None if paths is None else content_digest(paths)):  # reuse: verified
             return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
         print(f"note: {folder}: cached features are of other image contents; extracting again", file=sys.stderr)
         shutil.rmtree(folder, ignore_errors=True)
@@ -108,14 +140,15 @@ def extract(
     start, arrays = 0, None  # type: tuple[int, dict[str, np.ndarray] | None]
     if partial is not None and (partial / "progress.json").exists():  # resume an interrupted extraction
         state = json.loads((partial / "progress.json").read_text())
-        if state.get("content") == content:
-            start = int(state["done"])
-            arrays = {name: np.load(partial / f"{name}.npy", mmap_mode="r+") for name in state["arrays"]}
-        else:  # the images changed since: start over
+        arrays = {name: np.load(partial / f"{name}.npy", mmap_mode="r+") for name in state["arrays"]}
+        start = int(state["done"])
+        if not _same_files(arrays.get(_DIGEST), paths, start):  # the images read so far changed: start over
+            arrays, start = None, 0
             shutil.rmtree(partial, ignore_errors=True)
 
+    source: Dataset = dataset if paths is None else _Digesting(dataset, paths)
     loader = DataLoader(
-        Subset(dataset, range(start, n)),
+        Subset(source, range(start, n)),
         batch_size=batch_size,
         shuffle=False,
         num_workers=workers,
@@ -125,7 +158,7 @@ def extract(
     done = start
     use_amp = device.startswith("cuda")
     with torch.inference_mode(), progress_bar(total=n, desc=desc, enabled=progress, initial=start) as bar:
-        for step, (images, labels) in enumerate(loader):
+        for step, (images, labels, *digests) in enumerate(loader):
             images = images.to(device, non_blocking=True)
             with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
                 feats = fn(images)
@@ -133,6 +166,8 @@ def extract(
             b = len(labels)
             _check_finite(batch, dataset, done, b, partial)
             batch["labels"] = labels.numpy().astype(np.int64)
+            if digests and partial is not None:  # the files' hashes, taken by the workers from the bytes they read
+                batch[_DIGEST] = digests[0].numpy()
             if arrays is None:
                 arrays = _allocate(partial, batch, n)
             for name, value in batch.items():
@@ -140,20 +175,77 @@ def extract(
             done += b
             bar.update(b)
             if partial is not None and (step + 1) % flush_every == 0:
-                _checkpoint(partial, arrays, done, content)
+                _checkpoint(partial, arrays, done)
     if arrays is None:  # empty dataset
         raise ValueError("cannot extract features of an empty dataset")
     if folder is None or partial is None:
         return arrays
-    _checkpoint(partial, arrays, done, content)
-    meta = {"key": key.__dict__, "n": n, "arrays": list(arrays), "content": content}
+    _checkpoint(partial, arrays, done)
+    content = None
+    if _DIGEST in arrays:  # the same value content_digest(paths) gives on reuse, without reading the files again
+        h = hashlib.blake2b(digest_size=16)
+        h.update(np.ascontiguousarray(arrays[_DIGEST]).tobytes())
+        content = h.hexdigest()
+    names = [name for name in arrays if name != _DIGEST]
+    meta = {"key": key.__dict__, "n": n, "arrays": names, "content": content}
     atomic_write_text(partial / "meta.json", json.dumps(meta))
     (partial / "progress.json").unlink()
+    arrays.clear()  # close the memory maps before the rename
+    (partial / f"{_DIGEST}.npy").unlink(missing_ok=True)
     if folder.exists():  # a concurrent run finished first: keep its copy
         shutil.rmtree(partial)
     else:
         os.replace(partial, folder)
-    return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in arrays}
+    return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in names}
+
+
+_DIGEST = "_content_digest"  # per-file blake2b rows kept beside the features while they are extracted
+
+
+def _hashable_paths(dataset: Dataset) -> Sequence[Sample] | None:
+    """The files behind ``dataset``'s items, in item order, if it declares itself verifiable (``content_digest()``):
+    its ``split.paths``, or each sample's files where the split reads samples of several files (``split.source``),
+    taken at the dataset's ``indices`` where it covers part of its split. None for a dataset that declares nothing."""
+    split = getattr(dataset, "split", None)
+    paths = getattr(split, "paths", None)
+    if not callable(getattr(dataset, "content_digest", None)) or paths is None:
+        return None
+    source = getattr(split, "source", None)
+    items: list[Sample] = list(paths) if source is None else [tuple(source.files(i)) for i in range(len(paths))]
+    indices = getattr(dataset, "indices", None)
+    if indices is not None:
+        items = [items[int(i)] for i in indices]
+    if len(items) != len(dataset):  # type: ignore[arg-type]  # map-style datasets are Sized
+        raise ValueError(
+            f"{type(dataset).__name__}: {len(items)} files for {len(dataset)} items: the feature cache cannot "  # type: ignore[arg-type]
+            "verify which file each item was read from"
+        )
+    return items
+
+
+class _Digesting(Dataset):
+    """``dataset[i]`` plus the 16-byte blake2b of its file, hashed in the DataLoader worker that reads it: the check
+    costs no extra pass over the data (the file was just read, so it comes from the page cache)."""
+
+    def __init__(self, dataset: Dataset, paths: Sequence[Sample]) -> None:
+        self.dataset, self.paths = dataset, paths
+
+    def __len__(self) -> int:
+        return len(self.paths)
+
+    def __getitem__(self, i: int) -> tuple:
+        x, y = self.dataset[i]
+        return x, y, torch.frombuffer(bytearray(_sample_digest(self.paths[i])), dtype=torch.uint8)
+
+
+def _same_files(rows: np.ndarray | None, paths: Sequence[Sample] | None, done: int) -> bool:
+    """Whether the first ``done`` files still hash to the ``rows`` a partial extraction recorded for them."""
+    if paths is None:
+        return rows is None
+    if rows is None or done > len(paths):
+        return False
+    again = [_sample_digest(p) for p in paths[:done]]
+    return b"".join(again) == np.ascontiguousarray(rows[:done]).tobytes()
 
 
 def _first_file(dataset: Dataset, i: int) -> Path | None:
@@ -174,6 +266,19 @@ def _check_finite(batch: dict[str, np.ndarray], dataset: Dataset, done: int, b: 
         f"non-finite features ({', '.join(bad)}: NaN/inf, or beyond the fp16 range) for images {done}-{done + b - 1}"
         f"{where}; check the weights and these images; nothing was cached for them"
     )
+
+
+def require_finite(values: torch.Tensor, what: str) -> torch.Tensor:
+    """``values`` if every one is finite, else a :class:`DataError` naming ``what`` (the batch, the step): for
+    features, logits and losses computed outside :func:`extract` (which checks its own batches), where a NaN would
+    otherwise become a chance-level number."""
+    if not bool(torch.isfinite(values.detach()).all()):
+        bad = int((~torch.isfinite(values.detach())).sum())
+        raise DataError(
+            f"non-finite values ({bad} NaN/inf of {values.numel()}) in {what}; check the weights, these images and "
+            "the learning rate; no record was written"
+        )
+    return values
 
 
 def _human(n: int) -> str:
@@ -220,7 +325,7 @@ def _allocate(partial: Path | None, first: dict[str, np.ndarray], n: int) -> dic
     needed = sum(n * v[:1].nbytes + 128 for v in first.values())
     try:
         partial.mkdir(parents=True, exist_ok=True)
-        arrays = {}
+        arrays: dict[str, np.ndarray] = {}
         for name, v in first.items():
             path = partial / f"{name}.npy"
             arr = np.lib.format.open_memmap(path, mode="w+", dtype=v.dtype, shape=(n, *v.shape[1:]))
@@ -234,8 +339,8 @@ def _allocate(partial: Path | None, first: dict[str, np.ndarray], n: int) -> dic
         raise _no_space(partial.parent, needed) from None
 
 
-def _checkpoint(partial: Path, arrays: dict[str, np.ndarray], done: int, content: str | None = None) -> None:
+def _checkpoint(partial: Path, arrays: dict[str, np.ndarray], done: int) -> None:
     for arr in arrays.values():
         if isinstance(arr, np.memmap):
             arr.flush()
-    atomic_write_text(partial / "progress.json", json.dumps({"done": done, "arrays": list(arrays), "content": content}))
+    atomic_write_text(partial / "progress.json", json.dumps({"done": done, "arrays": list(arrays)}))

@@ -67,6 +67,21 @@ class LoadReport(_Model):
     dropped: list[str] = Field(default_factory=list)  # in the file, deliberately not loaded (allow-listed)
     converted: list[str] = Field(default_factory=list)  # "old -> new (how)" lines
     missing_allowed: list[str] = Field(default_factory=list)  # model keys left at init (allow-listed)
+    non_finite: int = 0  # tensors with NaN/inf: the loader refuses any, so a record's is always 0
+    resample_pos_embed: bool = False  # --resample-pos-embed was given: a position table of any grid was resampled
+    integrity: str | None = None  # how the file was identified: "sha256 pinned, verified", "unpinned", ...
+
+    @field_validator("non_finite")
+    @classmethod
+    def _finite(cls, v: int) -> int:
+        if v != 0:
+            raise ValueError(f"{v} tensors with NaN/inf: weights like that are refused at load, so no record has them")
+        return v
+
+    @field_validator("integrity")
+    @classmethod
+    def _integrity(cls, v: str | None) -> str | None:
+        return v if v is None else _check_text(v)
 
 
 class Weights(_Model):

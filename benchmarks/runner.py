@@ -120,6 +120,7 @@ class RunRequest:
     progress: bool = True
     command: str | None = None
     launcher: str | None = None  # None: detected from torchrun / srun
+    resample_pos_embed: bool = False  # load a position table of any grid, resampled (recorded in the load report)
 
 
 def preflight_track(spec: TaskSpec, data: Path, smoke: bool) -> str | None:
@@ -260,7 +261,14 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
         device = f"cuda:{os.environ['LOCAL_RANK']}"
     started = datetime.now(timezone.utc)
     t0 = time.perf_counter()
-    encoder = build_encoder(name, v.name, weights=req.weights, seed=req.seed, classifier=spec.classifier)
+    encoder = build_encoder(
+        name,
+        v.name,
+        weights=req.weights,
+        seed=req.seed,
+        classifier=spec.classifier,
+        resample_pos_embed=req.resample_pos_embed,
+    )
     ctx = RunContext(
         task=spec,
         encoder=encoder.to(device),

@@ -9,6 +9,7 @@ site, and an existing folder is replaced only if a previous build made it (it ho
 from __future__ import annotations
 
 import contextlib
+import errno
 import functools
 import gc
 import os
@@ -197,8 +198,14 @@ def build_site(
         try:
             pages = _write_site(lb, tmp, _registered_methods() if registered is None else registered)
             _swap_in(tmp, out)
-        except BaseException:
+        except BaseException as err:
+            written = sum(p.stat().st_size for p in tmp.rglob("*") if p.is_file()) if tmp.is_dir() else 0
             shutil.rmtree(tmp, ignore_errors=True)
+            if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+                raise VitbenchError(
+                    f"{out.parent}: no space left on device for the site (it needs more than the {written} bytes "
+                    f"written before the disk filled); nothing was changed at {out}"
+                ) from None
             raise
         report = SiteReport(
             out=out,

@@ -53,11 +53,18 @@ def parse_method(ref: str) -> tuple[str, str | None]:
 
 
 def build_encoder(
-    name: str, variant: str | None = None, weights: str | Path | None = None, seed: int = 0, classifier: bool = False
+    name: str,
+    variant: str | None = None,
+    weights: str | Path | None = None,
+    seed: int = 0,
+    classifier: bool = False,
+    *,
+    resample_pos_embed: bool = False,
 ) -> Encoder:
     """Build ``name``'s ``variant`` with ``weights`` (a path, URL, ``hf-hub:`` id, ``"random"``, or None for the
     variant's pinned URL). ``name`` may carry the variant as ``"method:variant"``. ``classifier``: keep the head the
-    authors released (``Encoder.forward_logits``); an error for a backbone-only variant."""
+    authors released (``Encoder.forward_logits``); an error for a backbone-only variant. ``resample_pos_embed``:
+    accept a position table of any grid, resampled (the load report says so)."""
     if variant is None:
         name, variant = parse_method(name)
-    return get_adapter(name).build(variant, weights, seed, classifier=classifier)
+    return get_adapter(name).build(variant, weights, seed, classifier=classifier, resample_pos_embed=resample_pos_embed)

@@ -23,15 +23,16 @@ from methods._names import did_you_mean
 from methods.errors import CheckpointError, UnknownNameError, VitbenchError
 from methods.weights import (
     LoadReport,
-    is_url,
+    check_pos_grid,
     load_strict,
+    pin_status,
     read_checkpoint,
-    resample_pos_embed,
     resolve_weights,
     select_state_dict,
     sha256_file,
     strip_prefixes,
 )
+from methods.weights import resample_pos_embed as resample_pos_table
 
 if TYPE_CHECKING:
     from methods.image_text import ImageText
@@ -187,8 +188,11 @@ class Variant:
     ``official_layouts``: the authors' file layouts this variant loads (see :class:`OfficialLayout`); the contract
     test writes and reloads each one, and fails for a variant that declares none. ``params_m``: parameters of the
     built encoder (global head included, classifier not) in millions, to 0.1 M: lets tests size a variant without
-    building it (the contract test checks the number). ``classifier``: the released classification head, if any
-    (:class:`Classifier`); None for backbone-only releases.
+    building it (the contract test checks the number). ``sha256``: the release file's full sha256 where its authors
+    publish one; ``digest_prefix``: only a prefix is published, ``"sha256:cd65a155"`` (torch.hub file names) or
+    ``"md5:8cad7c"`` (a README), verified as a prefix. ``pos_embed_grids``: sides of the position-table grids the
+    authors' files carry besides the model's own (SP-ViT's 384-px fine-tunes: 24); only those are resampled at load.
+    ``classifier``: the released classification head, if any (:class:`Classifier`); None for backbone-only releases.
     """
 
     name: str
@@ -208,6 +212,8 @@ class Variant:
     notes: str = ""
     official_layouts: tuple[OfficialLayout, ...] = ()
     params_m: float | None = None
+    digest_prefix: str | None = None
+    pos_embed_grids: tuple[int, ...] = ()
     classifier: Classifier | None = None
 
 
@@ -498,6 +504,7 @@ class Encoder(nn.Module):
 
 # ------------------------------------------------------------------------------------------------ adapters
 _PLAIN_VIT = re.compile(r"(^|_)(vit|deit|spvit)_")
+_SCHEME_RE = re.compile(r"^[A-Za-z][A-Za-z0-9+.-]*://")
 
 
 def _quarter_indices(depth: int) -> tuple[int, ...]:
@@ -567,16 +574,30 @@ class MethodAdapter:
         variant: Variant,
         path: Path | str,
         classifier: bool = False,
+        *,
+        resample_pos_embed: bool = False,
     ) -> LoadReport:
         """Select, strip, drop, convert and strictly load the checkpoint into ``model`` (and ``head``). With
-        ``classifier`` the model has the released head, whose keys the file must hold at the declared width."""
+        ``classifier`` the model has the released head, whose keys the file must hold at the declared width.
+
+        A position table of another grid loads only if a variant of this method declares that grid
+        (``Variant.pos_embed_grids``) or ``resample_pos_embed`` is set (checked before :meth:`convert`, which may
+        resample it itself); non-finite values and integer-to-float casts are refused (:func:`load_strict`)."""
         sd, key = select_state_dict(ckpt, variant.checkpoint_keys, path)
         sd, used = strip_prefixes(sd, variant.strip_prefixes)
+        what = f"{self.name}:{variant.name} ({variant.arch})"
+        grids = {g for v in self.variants for g in v.pos_embed_grids}
+        # On the file's own table: an adapter's convert may resample it (DINO-MM, SP-ViT), or first rename it (SDSSL).
+        had_table = "pos_embed" in sd
+        foreign = check_pos_grid(sd, model, grids, requested=resample_pos_embed, path=path, what=what)
         sd, converted = self.convert(sd, variant)
+        if not had_table:
+            foreign = check_pos_grid(sd, model, grids, requested=resample_pos_embed, path=path, what=what)
         if classifier and variant.classifier is not None:
             _check_classifier(sd, variant.classifier, f"{self.name}:{variant.name}", path)
-        report = LoadReport(checkpoint_key=key, stripped_prefixes=used, converted=list(converted))
-        report.converted += resample_pos_embed(sd, model, getattr(model, "num_prefix_tokens", 0))
+        report = LoadReport(checkpoint_key=key, stripped_prefixes=used, converted=[*foreign, *converted])
+        report.resample_pos_embed = resample_pos_embed
+        report.converted += resample_pos_table(sd, model, getattr(model, "num_prefix_tokens", 0))
         head_sd = {k: v for k, v in sd.items() if k.startswith("global_head.")}
         sd = {k: v for k, v in sd.items() if not k.startswith("global_head.")}
         load_strict(
@@ -585,7 +606,7 @@ class MethodAdapter:
             drop=variant.drop,
             allow_missing=variant.allow_missing,
             path=path,
-            what=f"{self.name}:{variant.name} ({variant.arch})",
+            what=what,
             report=report,
         )
         if head is not None:  # after the backbone, whose errors say more about a wrong file
@@ -648,11 +669,18 @@ class MethodAdapter:
 
     # -- the public entry point -------------------------------------------------------------------------------
     def build(
-        self, variant: str | None = None, weights: str | Path | None = None, seed: int = 0, classifier: bool = False
+        self,
+        variant: str | None = None,
+        weights: str | Path | None = None,
+        seed: int = 0,
+        classifier: bool = False,
+        *,
+        resample_pos_embed: bool = False,
     ) -> Encoder:
         """Build the encoder of ``variant`` with ``weights``: a path, URL, hub id, "random", or None (pinned URL).
         ``classifier``: keep the released classification head (:attr:`Variant.classifier`) for
-        :meth:`Encoder.forward_logits`; refused for a variant whose authors released none."""
+        :meth:`Encoder.forward_logits`; refused for a variant whose authors released none. ``resample_pos_embed``:
+        load a position table of any grid, resampled (the load report says so)."""
         v = self.variant(variant)
         if classifier and v.classifier is None:
             with_head = [x.name for x in self.variants if x.classifier is not None]
@@ -680,11 +708,17 @@ class MethodAdapter:
         source = str(weights)
         path: Path | None = None
         if source != "random":
-            path = resolve_weights(source, v.sha256 if is_url(source) else None)
+            release = source == v.weights_url  # the pinned download: a file that does not match is refused
+            path = resolve_weights(source, v.sha256 if release else None, v.digest_prefix if release else None)
             sha = sha256_file(path)
+            integrity = pin_status(path, sha, v.sha256, v.digest_prefix, enforce=release)
+            ckpt = read_checkpoint(path)
+            report = self.load_weights(
+                model, head, ckpt, v, path, classifier=classifier, resample_pos_embed=resample_pos_embed
+            )
+            report.integrity = integrity
             file_name = path.name
-            report = self.load_weights(model, head, read_checkpoint(path), v, path, classifier=classifier)
-            if not is_url(source):
+            if not _SCHEME_RE.match(source) and not source.startswith("hf-hub:"):
                 source = str(path)
         model.eval()
         if head is not None:
@@ -716,6 +750,7 @@ class MethodAdapter:
                     "arch": v.arch,
                     "weights_url": v.weights_url,
                     "sha256": v.sha256,
+                    "digest_prefix": v.digest_prefix,
                     "license": v.license,
                     "released": v.released,
                     "classifier": None
@@ -746,5 +781,11 @@ def _check_classifier(sd: Mapping[str, torch.Tensor], c: Classifier, what: str, 
 
 
 def with_variant(v: Variant, **changes: Any) -> Variant:
-    """A copy of ``v`` with ``changes``: lets an adapter derive similar variants without repeating fields."""
+    """A copy of ``v`` with ``changes``: lets an adapter derive similar variants without repeating fields.
+
+    A new ``weights_url`` is another file: ``v``'s pins (``sha256``, ``digest_prefix``) do not carry over to it
+    unless ``changes`` gives them again (an inherited pin would refuse the authors' own file, or vouch for it)."""
+    if changes.get("weights_url", v.weights_url) != v.weights_url:
+        changes.setdefault("sha256", None)
+        changes.setdefault("digest_prefix", None)
     return replace(v, **changes)

@@ -33,8 +33,8 @@ _TRAINING = OfficialLayout(
 
 _URL = "https://dl.fbaipublicfiles.com/deit/{}.pth"
 _NOTE = (
-    "sha256 not published; the file name carries torch.hub's check_hash prefix {} (first 8 hex digits of the "
-    "sha256, verified by hubconf's check_hash=True)"
+    "full sha256 not published; the file name carries torch.hub's check_hash prefix {} (the first 8 hex digits of "
+    "the sha256, hubconf's check_hash=True): vitbench verifies the file against that prefix"
 )
 _DEITS16 = Variant(
     name="deits16",
@@ -46,6 +46,7 @@ _DEITS16 = Variant(
     drop=("head.*",),  # the supervised ImageNet-1k classifier
     official_layouts=(_RELEASE, _TRAINING),
     params_m=21.7,
+    digest_prefix="sha256:cd65a155",
     # Eval transform (datasets.py build_transform): Resize(int(224 / 0.875) = 256, bicubic), CenterCrop(224),
     # ImageNet mean/std (main.py --eval-crop-ratio 0.875): the base data config.
     classifier=Classifier(),
@@ -71,6 +72,7 @@ class DeiT(MethodAdapter):
             weights_url=_URL.format("deit_base_patch16_224-b5f2ef4d"),
             file_name="deit_base_patch16_224-b5f2ef4d.pth",
             params_m=85.8,
+            digest_prefix="sha256:b5f2ef4d",
             notes=_NOTE.format("b5f2ef4d") + "; the backdoor paper's (arXiv 2206.08477) victim",
         ),
     )

@@ -60,6 +60,7 @@ class DinoMM(MethodAdapter):
             # exact, so the contract test writes the native 14x14 table (tests/methods/test_dino_mm.py: the 28x28 one).
             official_layouts=(DINO_TRAINING,),
             params_m=21.7,
+            pos_embed_grids=(28,),  # the released file's 224-px table, resampled at load as DINO does at run time
             data_config={
                 "mean": (0.0,) * len(BANDS),
                 "std": (1.0,) * len(BANDS),

@@ -52,7 +52,7 @@ MAE_TRAINING = OfficialLayout(
 )
 
 _URL = "https://dl.fbaipublicfiles.com/mae/pretrain/mae_pretrain_vit_{}.pth"
-_NOTE = "sha256 not published; the README lists md5 prefixes only ({})"
+_NOTE = "sha256 not published; the README lists md5 prefixes only ({}): vitbench verifies the file against it"
 _VITB16 = Variant(
     name="vitb16",
     arch="vit_base_patch16_224",
@@ -63,6 +63,7 @@ _VITB16 = Variant(
     drop=MAE_DECODER_KEYS,
     official_layouts=(OfficialLayout(name="release", key="model"), MAE_TRAINING),
     params_m=85.8,
+    digest_prefix="md5:8cad7c",  # github.com/facebookresearch/mae README, "md5" row of the checkpoint table
     notes=_NOTE.format("8cad7c"),
 )
 
@@ -79,6 +80,7 @@ _VITB16_FT = with_variant(
     drop=("head.*",),
     official_layouts=(OfficialLayout(name="release", key="model", extra_weights=_HEAD),),
     classifier=Classifier(),
+    digest_prefix="md5:1b25e9",  # FINETUNE.md, "md5" row of the fine-tuned checkpoint table
     notes=_FT_NOTE.format("1b25e9", "83.664", "96.530"),
 )
 
@@ -100,6 +102,7 @@ class MAE(MethodAdapter):
             weights_url=_URL.format("large"),
             file_name="mae_pretrain_vit_large.pth",
             params_m=303.3,
+            digest_prefix="md5:b8b06e",
             notes=_NOTE.format("b8b06e"),
         ),
         with_variant(
@@ -109,6 +112,7 @@ class MAE(MethodAdapter):
             weights_url=_URL.format("huge"),
             file_name="mae_pretrain_vit_huge.pth",
             params_m=630.8,
+            digest_prefix="md5:9bdbb0",
             notes=_NOTE.format("9bdbb0"),
         ),
         _VITB16_FT,
@@ -119,6 +123,7 @@ class MAE(MethodAdapter):
             weights_url=_FT_URL.format("large"),
             file_name="mae_finetuned_vit_large.pth",
             params_m=303.3,
+            digest_prefix="md5:51f550",
             notes=_FT_NOTE.format("51f550", "85.952", "97.570"),
         ),
         with_variant(
@@ -128,6 +133,7 @@ class MAE(MethodAdapter):
             weights_url=_FT_URL.format("huge"),
             file_name="mae_finetuned_vit_huge.pth",
             params_m=630.8,
+            digest_prefix="md5:2541f2",
             notes=_FT_NOTE.format("2541f2", "86.928", "98.088"),
         ),
     )

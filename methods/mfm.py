@@ -103,6 +103,8 @@ class MFM(MethodAdapter):
             if v_key not in sd:
                 raise CheckpointError(f"{q_key} has no matching {v_key}: not a BEiT-style attention layout")
             q, v = sd.pop(q_key), sd.pop(v_key)
+            if not (q.is_floating_point() and v.is_floating_point()):  # torch.cat would promote them silently
+                raise CheckpointError(f"{q_key}/{v_key} are {q.dtype}/{v.dtype}: refusing to cast them to float")
             sd[q_key.removesuffix("q_bias") + "qkv.bias"] = torch.cat([q, torch.zeros_like(q), v])
         return sd, [f"blocks.*.attn.q_bias/v_bias -> attn.qkv.bias = cat(q_bias, 0, v_bias) ({len(q_keys)} blocks)"]
 

@@ -31,6 +31,8 @@ _VITB16 = Variant(
     drop=MAE_DECODER_KEYS,
     official_layouts=(MAE_TRAINING,),  # MAE's save_model (the Drive files were not inspected)
     params_m=85.8,
+    digest_prefix="md5:1482ae",  # the README's md5 prefix: a local copy of the Drive file is checked against it
+    pos_embed_grids=(28,),  # models_mae_setting3.py hard-codes a 28x28 table (module docstring)
     notes="800-epoch pretrained file on Google Drive only (README md5 prefix 1482ae; no sha256); pass --weights PATH",
 )
 
@@ -51,6 +53,7 @@ class SemMAE(MethodAdapter):
             arch="vit_base_patch8_224",
             model_kwargs={"img_size": 112},
             params_m=85.4,
+            digest_prefix="md5:322b6a",
             notes="img_size=112 as SemMAE defines ViT-B/8; 800-epoch pretrained file on Google Drive only "
             "(README md5 prefix 322b6a; no sha256); pass --weights PATH",
         ),
@@ -66,7 +69,8 @@ class SemMAE(MethodAdapter):
                 ),
             ),
             classifier=Classifier(),
+            digest_prefix=None,  # another file than the pretrained one, whose md5 prefix the README gives
             notes="fine-tuned classifier (README: 83.352 top-1, epoch 99 of fine-tuning); Google Drive only (no "
-            "sha256); pass --weights PATH",
+            "sha256, no md5 for it: unpinned); pass --weights PATH",
         ),
     )

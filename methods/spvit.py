@@ -59,6 +59,7 @@ _S = Variant(
     data_config={"crop_pct": 0.9},
     official_layouts=(_TRAIN_PY,),
     params_m=25.5,
+    pos_embed_grids=(24,),  # the paper's 384-px fine-tuned models
     notes=_NOTES,
     classifier=Classifier(keys=("head.weight", "head.bias", "aux_head.weight", "aux_head.bias")),
 )

@@ -16,6 +16,7 @@ import torch
 from PIL import Image
 from torch.utils.data import Dataset
 
+from benchmarks.features import require_finite
 from benchmarks.probe.data import LabelledSplit, load_rgb
 from methods import Encoder
 from methods.errors import DataError
@@ -174,7 +175,9 @@ def embed(
     computes them (inference mode; fp16 autocast on CUDA), so the victim's head sees one kind of feature."""
     out = []
     with torch.inference_mode():
-        for x in batches(images, batch_size, workers):
+        for i, x in enumerate(batches(images, batch_size, workers)):
             with torch.autocast("cuda", dtype=torch.float16, enabled=device.startswith("cuda")):
-                out.append(encoder.forward_global(norm(x.to(device).float() / 255)).float().cpu())
+                f = encoder.forward_global(norm(x.to(device).float() / 255)).float()
+            start = i * batch_size
+            out.append(require_finite(f, f"the features of images {start}-{start + len(f) - 1} (batch {i})").cpu())
     return torch.cat(out) if out else torch.zeros(0, encoder.spec.embed_dim)

@@ -27,7 +27,7 @@ from benchmarks.bigearthnet.common import (
     report,
 )
 from benchmarks.bigearthnet.protocols import BigEarthNetFinetuneProtocol
-from benchmarks.features import default_workers
+from benchmarks.features import default_workers, require_finite
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.probe.data import ChannelMap, EvalTransform, LabelledSplit, TrainTransform
 from benchmarks.probe.engine import probe_dataset
@@ -79,9 +79,12 @@ def logits_of(
     """``([N, C] logits, [N, C] labels)`` of ``split`` in its order, eval transform."""
     model.eval()
     out, ys = [], []
-    for x, y in _loader(probe_dataset(encoder, split, transform, missing, cmap), batch, False, 0, False):
+    loader = _loader(probe_dataset(encoder, split, transform, missing, cmap), batch, False, 0, False)
+    for i, (x, y) in enumerate(loader):
         with torch.autocast("cuda", dtype=torch.bfloat16, enabled=device.startswith("cuda")):
-            out.append(model(x.to(device)).float().cpu())
+            logits = model(x.to(device)).float()
+        what = f"the {split.name} logits of images {i * batch}-{i * batch + len(x) - 1} (batch {i})"
+        out.append(require_finite(logits, what).cpu())
         ys.append(y.long())
     return torch.cat(out), torch.cat(ys)
 
@@ -120,7 +123,7 @@ class BigEarthNetFinetuneHarness(Harness):
                     opt.zero_grad(set_to_none=True)
                     loss.backward()
                     opt.step()
-                    last_loss = float(loss.detach())
+                    last_loss = float(require_finite(loss.detach(), f"the training loss at epoch {epoch + 1}"))
                 self._save(ctx, p, model, opt, epoch + 1)
                 bar.update(1)
         enc.requires_grad_(False)

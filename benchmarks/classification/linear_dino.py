@@ -24,6 +24,7 @@ from benchmarks.classification.training import (
     train_sampler,
     val_shard,
 )
+from benchmarks.features import require_finite
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.probe.data import LabelledSplit
 from benchmarks.probe.engine import dataset_info, transform_for
@@ -52,11 +53,12 @@ def dino_features(enc: Encoder, x: torch.Tensor, n_last: int, avgpool: bool) -> 
     """``[B, C, H, W] -> [B, D]`` as ``eval_linear.py`` builds them from ``get_intermediate_layers(x, n_last)``: the
     normalised CLS token of each of the last ``n_last`` blocks, concatenated, then (``avgpool``) the mean of the last
     block's normalised patch tokens. ``n_last`` 0: ``forward_global`` (DINO's ResNet path)."""
+    what = f"{enc.identity.method}:{enc.identity.variant}'s features of a batch of {len(x)} images (linear-dino)"
     if n_last == 0:
-        return enc.forward_global(x)
+        return require_finite(enc.forward_global(x), what)
     blocks = list(range(enc.spec.num_blocks - n_last, enc.spec.num_blocks))
     tok, avg = enc.forward_probe(x, blocks)  # [B, n_last, d] each
-    return torch.cat([tok.flatten(1), avg[:, -1]], 1) if avgpool else tok.flatten(1)
+    return require_finite(torch.cat([tok.flatten(1), avg[:, -1]], 1) if avgpool else tok.flatten(1), what)
 
 
 def train_transform(size: int, mean: tuple[float, ...], std: tuple[float, ...]) -> T.Compose:
@@ -161,6 +163,7 @@ class LinearDinoHarness(Harness):
                     images = images.to(info.device, non_blocking=True)
                     target = target.to(info.device, non_blocking=True)
                     loss = nn.functional.cross_entropy(head(features(images)), target)
+                    require_finite(loss, f"the training loss at epoch {epoch + 1} (the head diverged)")
                     opt.zero_grad()
                     loss.backward()
                     opt.step()

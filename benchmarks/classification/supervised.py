@@ -86,9 +86,12 @@ def predict_top5(
     def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
         logits = encoder.forward_logits(x)  # [B, 1000]
         if subset is None:
-            return {"top5": logits.topk(5, dim=1).indices.float()}
-        s = subset.to(logits.device)
-        return {"top5": s[logits[:, s].topk(5, dim=1).indices].float()}  # [B, 5] standard indices
+            top5 = logits.topk(5, dim=1).indices.float()
+        else:
+            s = subset.to(logits.device)
+            top5 = s[logits[:, s].topk(5, dim=1).indices].float()  # [B, 5] standard indices
+        # topk ranks NaN logits like numbers: their rows become NaN, so extract refuses the batch, naming its images.
+        return {"top5": top5.masked_fill(~torch.isfinite(logits).all(dim=1, keepdim=True), float("nan"))}
 
     f = extract_split(
         encoder, split, fn, what, resolution=resolution, device=device, cache_dir=cache_dir, progress=progress

@@ -42,6 +42,7 @@ class CocoSplit:
     n_annotations: int
     fingerprint: str  # sha256 of the annotation file (first 16 hex digits)
     skipped: dict[str, int] = field(default_factory=dict)
+    ann_sha256: str = ""  # the full sha256 of the annotation file (the record's dataset identity)
 
     @property
     def classes(self) -> tuple[str, ...]:
@@ -199,8 +200,9 @@ def validate_coco_split(root: Path | str, split: str, *, train: bool, check_file
         categories=tuple(cats.items()),
         n_images=len(images),
         n_annotations=len(data["annotations"]),
-        fingerprint=_sha256(ann_path)[:16],
+        fingerprint=(sha := _sha256(ann_path))[:16],
         skipped={k: v for k, v in skipped.items() if v},
+        ann_sha256=sha,
     )
 
 

@@ -58,6 +58,7 @@ def encoder_ref(encoder: Encoder) -> dict[str, Any]:
         "weights": i.weights_source,
         "sha256": i.weights_sha256,
         "seed": i.seed,
+        **({"resample_pos_embed": True} if i.load_report and i.load_report.resample_pos_embed else {}),
     }
 
 
@@ -210,7 +211,11 @@ class EncoderBackbone(nn.Module):
             enc = copy.deepcopy(live)
         else:
             enc = build_encoder(
-                encoder["method"], encoder["variant"], weights=encoder["weights"], seed=int(encoder.get("seed", 0))
+                encoder["method"],
+                encoder["variant"],
+                weights=encoder["weights"],
+                seed=int(encoder.get("seed", 0)),
+                resample_pos_embed=bool(encoder.get("resample_pos_embed", False)),
             )
             if encoder.get("sha256") and enc.identity.weights_sha256 != encoder["sha256"]:
                 raise VitbenchError(

@@ -22,7 +22,7 @@ import json
 from pathlib import Path
 from typing import Any
 
-from benchmarks.data.coco import validate_coco_split
+from benchmarks.data.coco import CocoSplit, validate_coco_split
 from benchmarks.dense.backbone import check_dense_input, layer_decay_groups
 from benchmarks.dense.mmdet_config import DetProtocol, build_mmdet_config
 from benchmarks.dense.neck import pad_divisor, plan_neck, to_jsonable
@@ -214,15 +214,25 @@ class CocoDetHarness(Harness):
                 "n_annotations": train.n_annotations,
             },
         }
-        dataset = DatasetInfo(
-            name="coco",
-            split=val.split,
-            fingerprint=hashlib.sha256(f"{train.fingerprint}:{val.fingerprint}".encode()).hexdigest()[:16],
-            n_samples=val.n_images,
-            root=str(data_root),
-            skipped=skipped,
-        )
+        dataset = coco_dataset_info(data_root, train, val, skipped)
         return RunOutput(metrics=metrics, dataset=dataset, probe=probe, extra=extra)
+
+
+def coco_dataset_info(data_root: Path, train: CocoSplit, val: CocoSplit, skipped: dict[str, int]) -> DatasetInfo:
+    """The record's ``dataset``, with the identity a paper-track record is checked against (catalog ``COCO_2017``):
+    images per split as the annotation files list them, the category count and list, each annotation file's sha256."""
+    return DatasetInfo(
+        name="coco",
+        split=val.split,
+        fingerprint=hashlib.sha256(f"{train.fingerprint}:{val.fingerprint}".encode()).hexdigest()[:16],
+        n_samples=val.n_images,
+        root=str(data_root),
+        skipped=skipped,
+        splits={train.split: train.n_images, val.split: val.n_images},
+        n_classes=len(train.categories),
+        classes_sha256=hashlib.sha256("\n".join(train.classes).encode("utf-8")).hexdigest(),
+        annotations={s.ann_path.name: s.ann_sha256 for s in (train, val)},
+    )
 
 
 def _detection_files(outputs: dict[str, Path], outfile_prefix: str, main: bool) -> dict[str, Path]:

@@ -35,7 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
-from benchmarks.features import FeatureKey, default_cache_dir, extract
+from benchmarks.features import FeatureKey, default_cache_dir, extract, require_finite
 from benchmarks.probe.data import EvalTransform, LabelledSplit, ProbeDataset
 from benchmarks.progress import progress_bar
 from methods import Encoder
@@ -279,7 +279,8 @@ def predict(model: DualCoOp, data: EvalSet, device: str, chunk: int = 64) -> tor
     for s in range(0, len(rows), chunk):
         x = _rows(data.regions, rows[s : s + chunk], device)
         out.append(ranking_score(aggregate(x, text)).cpu())
-    return torch.cat(out)
+    # A diverged prompt (or a NaN text tower) would rank every class alike: refused, not scored.
+    return require_finite(torch.cat(out), f"DualCoOp's class scores of {len(rows)} images")
 
 
 def train_prompts(

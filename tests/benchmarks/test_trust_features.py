@@ -111,6 +111,44 @@ def test_equal_sizes_and_labels_but_other_pixels_do_not_share_features(tmp_path:
     assert calls == [] and np.array_equal(np.asarray(again["global"]), fb)
 
 
+def test_the_hash_is_taken_while_extracting_and_a_changed_file_restarts_a_resume(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    ds = ProbeDataset(scan_split(_bmp_set(tmp_path / "a", 0), "train"), T32)
+    cache = tmp_path / "cache"
+    reads: list[int] = []
+    real = features.content_digest
+    monkeypatch.setattr(features, "content_digest", lambda paths, **kw: reads.append(len(paths)) or real(paths))
+    _run(ds, cache)
+    assert reads == []  # no separate pass over the files: the workers hashed what they read
+    meta = __import__("json").loads((cache / _key(ds).digest() / "meta.json").read_text())
+    assert meta["content"] == real(ds.split.paths)  # what a reuse recomputes
+    _run(ds, cache)
+    assert reads == [len(ds)]  # a reuse reads the files once to verify them
+
+    calls = []
+
+    def stop_after_first(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        calls.append(1)
+        if len(calls) == 2:
+            raise KeyboardInterrupt
+        return _means(x)
+
+    other = tmp_path / "cache2"
+    with pytest.raises(KeyboardInterrupt):
+        _run(ds, other, stop_after_first, flush_every=1)
+    partial = other / (_key(ds).digest() + ".partial")
+    assert __import__("json").loads((partial / "progress.json").read_text())["done"] == 4
+    px = np.asarray(Image.open(ds.split.paths[0])).copy()
+    px[0, 0] ^= 0xFF  # a file already extracted changes (same size)
+    Image.fromarray(px).save(ds.split.paths[0])
+    redo = []
+    out = _run(ds, other, lambda x: redo.append(len(x)) or _means(x))
+    assert sum(redo) == len(ds)  # started over, not resumed
+    truth = _run(ProbeDataset(scan_split(tmp_path / "a", "train"), T32), None)
+    np.testing.assert_array_equal(np.asarray(out["global"]), np.asarray(truth["global"]))
+
+
 def test_content_digest_sees_a_single_changed_byte(tmp_path: Path) -> None:
     f = tmp_path / "x.bin"
     f.write_bytes(b"\0" * 5000)
@@ -203,3 +241,59 @@ def test_full_out_disk_on_record_write(tmp_path: Path, monkeypatch) -> None:  # 
     msg = str(err.value)
     assert "\n" not in msg and str(out.parent) in msg and "200 bytes" in msg
     assert list(out.parent.iterdir()) == []  # no temp file, no record
+
+
+class _Bands(torch.utils.data.Dataset):
+    """Samples of two band files each (BigEarthNet's layout: ``split.paths[i]`` names the sample's folder, its
+    ``split.source.files(i)`` are what is read); ``indices``: the dataset covers part of its split."""
+
+    def __init__(self, root: Path, n: int, indices: list[int] | None = None) -> None:
+        class Source:
+            def files(self, i: int) -> list[Path]:
+                return [root / f"s{i}" / "B02.npy", root / f"s{i}" / "B03.npy"]
+
+        class Split:
+            paths = [root / f"s{i}" for i in range(n)]
+            source = Source()
+
+        self.split, self.indices = Split(), indices if indices is not None else list(range(n))
+
+    def content_digest(self) -> str:
+        return "declared"
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
+        a, b = (np.load(f) for f in self.split.source.files(self.indices[i]))
+        return torch.from_numpy(np.stack([a, b])).float(), 0
+
+
+def _band_set(root: Path, n: int, value: float) -> None:
+    for i in range(n):
+        (root / f"s{i}").mkdir(parents=True, exist_ok=True)
+        np.save(root / f"s{i}" / "B02.npy", np.full((4, 4), float(i), dtype=np.float32))
+        np.save(root / f"s{i}" / "B03.npy", np.full((4, 4), value + i, dtype=np.float32))
+
+
+@pytest.mark.parametrize("indices", [None, [4, 1, 2]])
+def test_every_file_of_a_multi_file_sample_keys_the_cache(tmp_path: Path, indices: list[int] | None) -> None:
+    """A band file other than the one ``split.paths`` names changes (same size): the cache re-extracts; a dataset
+    over part of its split hashes the files of its own items."""
+    root = tmp_path / "bands"
+    _band_set(root, 5, 10.0)
+    ds = _Bands(root, 5, indices)
+    key = FeatureKey("w", "same-fingerprint", "train", "bands", "global")
+
+    def run() -> np.ndarray:
+        out = extract(
+            _means, ds, key, cache_dir=tmp_path / "c", device="cpu", batch_size=2, num_workers=0, progress=False
+        )
+        return np.asarray(out["global"]).copy()
+
+    first = run()
+    want = [[float(i), 10.0 + i] for i in (indices or range(5))]
+    np.testing.assert_array_equal(first, np.asarray(want, dtype=np.float16))
+    _band_set(root, 5, 20.0)  # every B03 changes, the folders and B02 do not
+    second = run()
+    np.testing.assert_array_equal(second, np.asarray([[a, b + 10.0] for a, b in want], dtype=np.float16))

@@ -55,8 +55,9 @@ def test_b14_checkpoint_at_112_px(monkeypatch: pytest.MonkeyPatch, tmp_path: Pat
     assert_parity(enc, teacher, x)
     rep = enc.identity.load_report
     assert rep.checkpoint_key == "teacher" and rep.stripped_prefixes == ["backbone."]
-    assert rep.converted == [
-        "pos_embed [1, 785, 384] -> [1, 197, 384] (DINO bicubic interpolation for 112 px, no antialias)"
+    assert rep.converted == [  # the released file's grid, which the variant declares (pos_embed_grids)
+        "pos_embed grid 28x28 -> 14x14: a grid the method's files are released at",
+        "pos_embed [1, 785, 384] -> [1, 197, 384] (DINO bicubic interpolation for 112 px, no antialias)",
     ]
     assert sorted(rep.dropped) == sorted(prefixed("head.", dino_head(384)))
 

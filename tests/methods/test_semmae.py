@@ -66,7 +66,10 @@ def test_vitb8_28x28_position_table_is_resampled(monkeypatch: pytest.MonkeyPatch
     shrink(monkeypatch, "semmae", "vitb8", **B8)
     ref = RefViT(patch=8, img=224, sincos=True, seed=3)
     enc = build_encoder("semmae:vitb8", weights=save(_checkpoint(ref, 28, 8), tmp_path / "checkpoint-799.pth"))
-    assert enc.identity.load_report.converted == ["pos_embed [1, 785, 64] -> [1, 197, 64] (bicubic resample)"]
+    assert enc.identity.load_report.converted == [  # a grid SemMAE declares (pos_embed_grids): no option needed
+        "pos_embed grid 28x28 -> 14x14: a grid the method's files are released at",
+        "pos_embed [1, 785, 64] -> [1, 197, 64] (bicubic resample)",
+    ]
     with torch.no_grad():  # what the report says happened: the same table, resampled to 14x14
         ref.pos_embed = torch.nn.Parameter(resample_abs_pos_embed(ref.pos_embed, (14, 14), num_prefix_tokens=1))
     assert_parity(enc, ref, torch.randn(1, 3, 112, 112))

@@ -165,11 +165,14 @@ def official_state_dict(cfg: dict, spsa: bool = True, num_classes: int = 5, seed
     return sd
 
 
-def tiny_adapter(name: str = "s", arch_name: str = "spvit_s", **overrides) -> SPViTAdapter:
+def tiny_adapter(
+    name: str = "s", arch_name: str = "spvit_s", pos_embed_grids: tuple[int, ...] | None = None, **overrides
+) -> SPViTAdapter:
     base = SPViTAdapter().variant(name)
+    grids = base.pos_embed_grids if pos_embed_grids is None else pos_embed_grids
 
     class Tiny(SPViTAdapter):
-        variants = (with_variant(base, arch=arch_name, model_kwargs={**TINY, **overrides}),)
+        variants = (with_variant(base, arch=arch_name, model_kwargs={**TINY, **overrides}, pos_embed_grids=grids),)
 
     return Tiny()
 
@@ -277,9 +280,13 @@ def test_l_checkpoint_kind_is_detected(tmp_path):
 def test_384_checkpoint_pos_embed_is_resampled(tmp_path):
     sd = official_state_dict(full_cfg(img_size=96))  # 6x6 grid, as a fine-tuned file at a larger size
     torch.save(sd, tmp_path / "s384.pth")
-    enc = tiny_adapter().build(weights=str(tmp_path / "s384.pth"))
+    # The real variants declare the 384-px files' 24x24 grid; at this tiny size the fine-tuned grid is 6x6.
+    with pytest.raises(CheckpointError, match="6x6 grid, but spvit:s .* declares 24x24"):
+        tiny_adapter().build(weights=str(tmp_path / "s384.pth"))
+    enc = tiny_adapter(pos_embed_grids=(6,)).build(weights=str(tmp_path / "s384.pth"))
     assert enc.model.pos_embed.shape == (1, 16, 32)
     assert any("6x6 -> 4x4" in c for c in enc.identity.load_report.converted)
+    assert not enc.identity.load_report.resample_pos_embed  # a declared grid: no option needed
 
 
 def test_timm_api_contract():

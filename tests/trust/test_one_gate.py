@@ -13,12 +13,19 @@ from benchmarks.validate import validate_file, validate_files
 from leaderboard.collect import load_records
 from tests.trust._records import knn_record, write
 
+# case -> (how to spoil a good paper record, the field the shared reason must name)
 BAD = {
-    "forged protocol hash": lambda r: r["protocol"].update(hash="0" * 16),
-    "missing git_sha": lambda r: r["provenance"].update(git_sha=None),
-    "metric outside range": lambda r: r["metrics"].update(top1=1e308),
-    "control characters": lambda r: r["provenance"].update(command="vitbench run\x1b[31m"),
-    "other data (48 images)": lambda r: r["dataset"].update(splits={"train": 48, "val": 24}, n_classes=4),
+    "forged protocol hash": (lambda r: r["protocol"].update(hash="0" * 16), "protocol.hash: 0000000000000000"),
+    "missing git_sha": (lambda r: r["provenance"].update(git_sha=None), "provenance.git_sha: required"),
+    "metric outside range": (lambda r: r["metrics"].update(top1=1e308), "metrics.top1: value 1e+308 outside"),
+    "control characters": (
+        lambda r: r["provenance"].update(command="vitbench run\x1b[31m"),
+        "provenance.command: contains control characters",
+    ),
+    "other data (48 images)": (
+        lambda r: r["dataset"].update(splits={"train": 48, "val": 24}, n_classes=4),
+        "dataset.splits.train: 48",
+    ),
 }
 
 
@@ -26,10 +33,11 @@ BAD = {
 def test_leaderboard_refuses_what_validate_refuses(case: str, tmp_path: Path) -> None:
     results = tmp_path / "results"
     rec = knn_record()
-    BAD[case](rec)
+    spoil, field = BAD[case]
+    spoil(rec)
     path = write(results, rec)
     reason = validate_file(path)
-    assert reason is not None
+    assert reason is not None and field in reason, reason
     recs = load_records(results)
     assert recs.records == [] and len(recs.rejected) == 1
     rel, msg = recs.rejected[0]

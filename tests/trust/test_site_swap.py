@@ -24,7 +24,7 @@ def test_kill_between_the_renames_is_repaired(tmp_path: Path, monkeypatch: pytes
     calls = []
     real = os.replace
 
-    def killed(src: object, dst: object) -> None:
+    def killed(src: str | os.PathLike[str], dst: str | os.PathLike[str]) -> None:
         calls.append((src, dst))
         if len(calls) == 2:  # the old site has moved aside; the kill comes before the new one moves in
             raise KeyboardInterrupt("killed")
