@@ -92,6 +92,10 @@ class TaskSpec:
     data: DataIdentity | None = None  # the data a paper-track record must be computed on
     description: str = ""
     classifier: bool = False  # scores the variant's released classification head (build_encoder(classifier=True))
+    # Protocol fields this task fixes (one cell of a paper's table: a modality, a label fraction...), applied when its
+    # protocol is built: registered defaults < the smoke setting < preset < ``--set``. Several tasks can share a
+    # protocol class and harness this way, each its own registered protocol, record path and leaderboard row.
+    preset: Mapping[str, Any] = field(default_factory=dict)
 
     @property
     def runnable(self) -> bool:
@@ -106,10 +110,11 @@ class TaskSpec:
         return None
 
     def protocol_for(self, smoke: bool, overrides: Mapping[str, Any] | None = None) -> Protocol:
-        """The registered protocol (paper or smoke setting) with ``overrides`` checked against its field types."""
+        """The registered protocol (paper or smoke setting, with the task's ``preset``) with ``overrides`` checked
+        against its field types; an override wins over the preset."""
         if self.protocol is None:
             raise VitbenchError(f"task {self.id} has reported numbers only: no harness runs it yet")
-        return self.protocol.build(smoke, overrides)
+        return self.protocol.build(smoke, {**self.preset, **(overrides or {})})
 
     def describe(self) -> dict[str, Any]:
         """The stable ``vitbench tasks --json`` entry."""
@@ -129,6 +134,7 @@ class TaskSpec:
             if self.data is None
             else {"name": self.data.name, "splits": dict(self.data.splits), "n_classes": self.data.n_classes},
             "description": self.description,
+            "preset": dict(self.preset),
         }
 
 
@@ -142,12 +148,33 @@ def task(spec: TaskSpec) -> TaskSpec:
         raise ValueError(f"task {spec.id}: a harness and a protocol go together")
     if spec.metric_meta(spec.headline) is None:
         raise ValueError(f"task {spec.id}: headline {spec.headline!r} is not one of its metrics")
+    if spec.preset:
+        if spec.protocol is None:
+            raise ValueError(f"task {spec.id}: a preset needs a protocol")
+        try:
+            spec.protocol.coerce(spec.preset)
+        except VitbenchError as err:
+            raise ValueError(f"task {spec.id}: preset: {err}") from None
     return TASKS.register(spec.id, spec)
 
 
 def get_task(task_id: str) -> TaskSpec:
     """The catalogue entry (did-you-mean error for an unknown id)."""
     return TASKS.get(task_id)
+
+
+def preset_task(spec: TaskSpec, protocol: Protocol, smoke: bool) -> str | None:
+    """Another task whose registered protocol ``protocol`` is (``--set`` overrides that select a sibling task's
+    preset: ``--task bigearthnet-linear --set modality=s2`` is task ``bigearthnet-linear-s2``), else None."""
+    for task_id, other in TASKS.items():
+        if (
+            task_id != spec.id
+            and other.protocol is type(protocol)
+            and other.harness == spec.harness
+            and other.protocol_for(smoke).hash() == protocol.hash()
+        ):
+            return task_id
+    return None
 
 
 def list_tasks(runnable_only: bool = False) -> list[str]:
@@ -640,42 +667,53 @@ _BEN_METRICS = {
     r"^val_AP_c\d+$": PCT,
     r"^test_AP_c\d+$": PCT,
 }
-task(
-    TaskSpec(
-        id="bigearthnet-linear",
-        title="BigEarthNet-MM linear probe (multi-label, S1 / S2 / S1+S2)",
-        group="transfer",
-        headline="val_mAP_micro",
-        metrics=_BEN_METRICS,
-        protocol=BigEarthNetLinearProtocol,
-        harness="benchmarks.bigearthnet.linear:BigEarthNetLinearHarness",
-        synth_kind="bigearthnet",
-        dataset_kind="bigearthnet",
-        data=BIGEARTHNET_V1_19,
-        description=(
-            "DINO-MM's linear evaluation: frozen encoder, CLS of the last 4 blocks, BCE head, 19 classes; val and "
-            "test micro/macro mAP; modality and label fraction are protocol fields (torchgeo data, needs [geo])."
-        ),
-    )
+# One task per cell of DINO-MM's table ({S1+S2, S2, S1} x {100 %, 1 %} labels), for the linear probe and fine-tuning:
+# the cell is the task's preset, so each is a registered protocol with its own record path and leaderboard row.
+# Every cell reads the same data (the record's dataset.splits are the full splits; the 1 % subset is drawn from train).
+_BEN_MODALITIES = {
+    "s1s2": ("", "S1+S2"),
+    "s2": ("-s2", "S2 only (S1 fed as zeros)"),
+    "s1": ("-s1", "S1 only (S2 fed as zeros)"),
+}
+_BEN_FRACTIONS = {1.0: ("", "100 %"), 0.01: ("-1pct", "1 %")}
+_BEN_KINDS: tuple[tuple[str, str, type[Protocol], str, str], ...] = (
+    (
+        "bigearthnet-linear",
+        "BigEarthNet-MM linear probe",
+        BigEarthNetLinearProtocol,
+        "benchmarks.bigearthnet.linear:BigEarthNetLinearHarness",
+        "DINO-MM's linear evaluation: frozen encoder, CLS of the last 4 blocks, BCE head, 19 classes; val and test "
+        "micro/macro mAP",
+    ),
+    (
+        "bigearthnet-finetune",
+        "BigEarthNet-MM end-to-end fine-tuning",
+        BigEarthNetFinetuneProtocol,
+        "benchmarks.bigearthnet.finetune:BigEarthNetFinetuneHarness",
+        "DINO-MM's supervised schedule from the pretrained encoder: AdamW 1e-3, 100 epochs, RandomResizedCrop 112 + "
+        "flip; val and test micro/macro mAP",
+    ),
 )
-task(
-    TaskSpec(
-        id="bigearthnet-finetune",
-        title="BigEarthNet-MM end-to-end fine-tuning (multi-label, S1 / S2 / S1+S2)",
-        group="transfer",
-        headline="val_mAP_micro",
-        metrics=_BEN_METRICS,
-        protocol=BigEarthNetFinetuneProtocol,
-        harness="benchmarks.bigearthnet.finetune:BigEarthNetFinetuneHarness",
-        synth_kind="bigearthnet",
-        dataset_kind="bigearthnet",
-        data=BIGEARTHNET_V1_19,
-        description=(
-            "DINO-MM's supervised schedule from the pretrained encoder: AdamW 1e-3, 100 epochs, RandomResizedCrop "
-            "112 + flip; val and test micro/macro mAP (torchgeo data, needs [geo])."
-        ),
-    )
-)
+for _base, _title, _ben_protocol, _harness, _desc in _BEN_KINDS:
+    for _frac, (_fsuffix, _fname) in _BEN_FRACTIONS.items():
+        for _mod, (_msuffix, _mname) in _BEN_MODALITIES.items():
+            task(
+                TaskSpec(
+                    id=f"{_base}{_msuffix}{_fsuffix}",
+                    title=f"{_title}, {_mname}, {_fname} of the training labels (multi-label)",
+                    group="transfer",
+                    headline="val_mAP_micro",
+                    metrics=_BEN_METRICS,
+                    protocol=_ben_protocol,
+                    harness=_harness,
+                    synth_kind="bigearthnet",
+                    dataset_kind="bigearthnet",
+                    data=BIGEARTHNET_V1_19,
+                    description=f"{_desc}; input {_mname}, {_fname} of train labelled (seeded, nested subsets); "
+                    "torchgeo data, needs [geo].",
+                    preset={"modality": _mod, "label_fraction": _frac},
+                )
+            )
 # Mean over label proportions, and per proportion (Table 1's 10 % ... 90 % by name; others set with --set).
 _PARTIAL = {"mAP": PCT, **{f"mAP_p{p}": PCT for p in range(10, 100, 10)}, r"^mAP_p\d+$": PCT}
 _ZSL = {

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import benchmarks
-from benchmarks.catalog import TaskSpec, get_task
+from benchmarks.catalog import TaskSpec, get_task, preset_task
 from benchmarks.harness import LAUNCHERS, RunContext, RunOutput, load_harness
 from benchmarks.protocol import Protocol
 from benchmarks.records import (
@@ -234,6 +234,12 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
     name, variant = parse_method(req.method)
     spec = get_task(req.task)
     protocol = spec.protocol_for(req.smoke, dict(req.protocol_overrides))  # also: a runnable task
+    if req.protocol_overrides and (other := preset_task(spec, protocol, req.smoke)) is not None:
+        print(
+            f"vitbench: note: with these --set values this is task {other}'s registered protocol; run --task {other} "
+            f"to have the record ranked (as task {spec.id} it is an override, shown apart)",
+            file=sys.stderr,
+        )
     device = resolve_device(req.device)
     synth = f"vitbench data synth {spec.synth_kind}" if spec.synth_kind else "the task's data layout"
     if req.data is None:

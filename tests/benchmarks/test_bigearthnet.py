@@ -161,23 +161,48 @@ def test_linear_s1s2_record_with_micro_and_macro_map(v1: Path, tmp_path: Path, s
 
 
 @pytest.mark.parametrize(
-    ("method", "overrides", "fed"),
+    ("task", "method", "overrides", "fed"),
     [
-        ("dino-mm", {"modality": "s2"}, "zeros (sensor drop)"),
-        ("dino-mm", {"modality": "s1"}, "zeros (sensor drop)"),
-        ("dino", {}, "adaptation rgb"),
-        ("dino", {"rgb_adaptation": "tile", "modality": "s1"}, "adaptation tile"),
+        ("bigearthnet-linear-s2", "dino-mm", {}, "zeros (sensor drop)"),
+        ("bigearthnet-linear-s1", "dino-mm", {}, "zeros (sensor drop)"),
+        ("bigearthnet-linear", "dino", {}, "adaptation rgb"),
+        ("bigearthnet-linear-s1", "dino", {"rgb_adaptation": "tile"}, "adaptation tile"),
     ],
 )
 def test_linear_modalities_and_rgb_adaptations(
-    v1: Path, tmp_path: Path, small_models: None, method: str, overrides: dict, fed: str
+    v1: Path, tmp_path: Path, small_models: None, task: str, method: str, overrides: dict, fed: str
 ) -> None:
-    path, record = _run("bigearthnet-linear", method, v1, tmp_path / "res", **overrides)
+    path, record = _run(task, method, v1, tmp_path / "res", **overrides)
     _check_record(path, overrides)
     card = record.probe
     assert fed in (card["missing_bands"] if method == "dino-mm" else card["input"])
-    assert card["modality"] == overrides.get("modality", "s1s2")
+    assert card["modality"] == {"bigearthnet-linear-s2": "s2", "bigearthnet-linear-s1": "s1"}.get(task, "s1s2")
     assert record.metrics["val_mAP_macro"] > _constant_map(ben.scan(v1, "val").targets) + 10
+
+
+def test_each_cell_is_its_own_validated_leaderboard_row(
+    v1: Path, tmp_path: Path, small_models: None, capsys: pytest.CaptureFixture
+) -> None:
+    """DINO-MM's table cells are tasks: each record validates as the registered protocol of its cell and sits at its
+    own path and row. ``--set`` to the same cell on another task gives the same numbers, refused as an override,
+    and the run names the task to use."""
+    from leaderboard.collect import find_task, group_records, load_records
+
+    out = tmp_path / "res"
+    cells = ("bigearthnet-linear", "bigearthnet-linear-s2", "bigearthnet-linear-1pct", "bigearthnet-finetune-s1-1pct")
+    records = {}
+    for task in cells:
+        path, records[task] = _run(task, "dino-mm", v1, out, **({"epochs": 1} if "finetune" in task else {}))
+        _check_record(path, {"epochs": 1} if "finetune" in task else {})
+    assert records["bigearthnet-linear-1pct"].probe["n_train_labelled"] == 1  # int(0.01 x 40), at least 1
+    assert records["bigearthnet-linear-1pct"].dataset.splits == {"train": 40, "val": 20, "test": 20}
+    capsys.readouterr()
+    path, over = _run("bigearthnet-linear", "dino-mm", v1, tmp_path / "other", modality="s2")
+    assert "this is task bigearthnet-linear-s2's registered protocol" in capsys.readouterr().err
+    _check_record(path, {"modality": "s2"})
+    assert over.metrics == pytest.approx(records["bigearthnet-linear-s2"].metrics)
+    groups = group_records(load_records(out), {t: find_task(t) for t in cells})
+    assert sorted(g.task for g in groups) == sorted(cells) and {g.status for g in groups} == {"smoke"}
 
 
 def test_rgb_adaptation_needs_s2_bands(v1: Path, tmp_path: Path, small_models: None) -> None:
