@@ -37,9 +37,9 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
 
 # ------------------------------------------------------------------------------------------------ commands
 def cmd_methods(args: argparse.Namespace) -> int:
-    from methods import get_adapter, list_methods
+    from methods.listing import describe_all  # the committed snapshot: no torch, no adapter imports
 
-    described = [get_adapter(m).describe() for m in list_methods()]
+    described = describe_all()
     if args.json:
         _print_json(described)
         return 0
