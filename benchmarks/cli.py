@@ -35,6 +35,29 @@ def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
     Console().print(table)
 
 
+# What the `run` extra installs (pyproject.toml), by import name. The light install (`pip install -e .`) has none.
+RUN_EXTRA = ("torch", "torchvision", "timm", "safetensors", "numpy", "PIL", "tqdm", "torchmetrics")
+
+
+def require_run_extra(command: str) -> None:
+    """One line naming the extra to install when ``command`` needs torch & co. and this is a light install."""
+    import importlib.util
+
+    missing = []
+    for mod in RUN_EXTRA:
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(mod)
+    if missing:
+        raise VitbenchError(
+            f"vitbench {command} needs the 'run' extra ({', '.join(missing)} not installed): "
+            "pip install -e '.[run]' in a clone, or pip install 'vitbench[run]'"
+        )
+
+
 # ------------------------------------------------------------------------------------------------ commands
 def cmd_methods(args: argparse.Namespace) -> int:
     from methods.listing import describe_all  # the committed snapshot: no torch, no adapter imports
@@ -79,6 +102,7 @@ def cmd_tasks(args: argparse.Namespace) -> int:
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    require_run_extra("data synth")
     from benchmarks.synth import synth
 
     root = synth(args.kind, Path(args.out), args.seed)
@@ -101,6 +125,7 @@ def _parse_overrides(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    require_run_extra("run")
     from benchmarks.runner import RunRequest, run
 
     req = RunRequest(
@@ -161,6 +186,7 @@ def cmd_new_method(args: argparse.Namespace) -> int:
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    require_run_extra("inspect-weights")
     from methods import build_encoder
 
     enc = build_encoder(args.method, weights=args.weights)
@@ -275,6 +301,7 @@ def _command_plugins() -> list[Callable[[Any], None]]:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    require_run_extra("sweep")
     from benchmarks.sweep import cmd_sweep
 
     return cmd_sweep(args)
