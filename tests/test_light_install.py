@@ -68,3 +68,16 @@ def test_model_commands_name_the_extra(argv: list[str]) -> None:
     lines = proc.stderr.strip().splitlines()
     assert proc.returncode == 1 and len(lines) == 1, proc.stderr[-800:]
     assert "needs the 'run' extra" in lines[0] and "pip install -e '.[run]'" in lines[0] and "torch" in lines[0]
+
+
+def _readme_commands() -> list[str]:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    blocks = text.split("```bash\n")[1:3]
+    return [b.split("\n```", 1)[0].strip() for b in blocks]
+
+
+def test_readme_first_command_is_the_light_install_and_ci_runs_the_second_verbatim() -> None:
+    first, second = _readme_commands()
+    assert "pip install -q -e . " in first and "torch" not in first and first.endswith("vitbench leaderboard")
+    assert '".[test]"' in second and "pytest" in second
+    assert second in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
