@@ -37,7 +37,7 @@ def scatter(t: TaskTable) -> Markup | None:
     lo, hi = lo - margin, hi + margin
 
     def sx(v: float) -> float:
-        return _PAD + (v - lo) / (hi - lo) * (_W - _PAD - 10)
+        return _PAD + (v - lo) / (hi - lo) * (_W - _PAD - 20)  # 20: room for the last tick label's right half
 
     def sy(v: float) -> float:
         return _H - _PAD - (v - lo) / (hi - lo) * (_H - _PAD - 10)
