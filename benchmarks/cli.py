@@ -193,8 +193,9 @@ def cmd_new_method(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     module = args.name.replace("-", "_")
     print(
-        f"next: fill in the TODOs in methods/{module}.py, run `python -m pytest tests/methods/test_{module}.py "
-        f"tests/methods/test_contract.py -k {args.name}`, then open the adapter PR (CONTRIBUTING.md)"
+        f"next: fill in the TODOs in methods/{module}.py, run `.venv/bin/python -m methods.listing --write` and "
+        f"`.venv/bin/python -m pytest tests/methods/test_{module}.py tests/methods/test_contract.py --adapter "
+        f"{args.name}`, then open the adapter PR (CONTRIBUTING.md)"
     )
     return 0
 
