@@ -134,6 +134,7 @@ def check_request(req: RunRequest) -> Checked:
     data = Path(req.data)
     if not data.exists():
         raise DataError(f"{data}: data folder does not exist (make a tiny one with: {synth} --out {data})")
+    check_layout(spec, data)
     check_writable_dir(Path(req.out), "--out")
     if req.cache_dir is not None:
         check_writable_dir(Path(req.cache_dir), "--cache")
@@ -142,6 +143,25 @@ def check_request(req: RunRequest) -> Checked:
     if (line := preflight_track(spec, data, req.smoke)) is not None:
         print(line, file=sys.stderr)
     return Checked(method=name, variant=variant, spec=spec, protocol=protocol, data=data, launcher=launcher)
+
+
+def check_layout(spec: TaskSpec, data: Path) -> None:
+    """The folder structure a layout's scanner will need, from directory listings only (no image is opened): today
+    the ImageFolder layout (``DATA/{train,val}/<class>/``, at least 2 classes in train). Other layouts are checked by
+    their scanners, which also name the file at fault."""
+    if spec.dataset_kind != "imagefolder":
+        return
+    if not data.is_dir():
+        raise DataError(f"{data}: not a folder (expected {data}/{{train,val}}/<class>/<image>)")
+    for split in ("train", "val"):
+        split_dir = data / split
+        if not split_dir.is_dir():
+            raise DataError(f"{split_dir}: missing split folder (expected {data}/{{train,val}}/<class>/<image>)")
+        classes = [e.name for e in os.scandir(split_dir) if e.is_dir() and not e.name.startswith(".")]
+        if not classes:
+            raise DataError(f"{split_dir}: no class folders (expected {split_dir}/<class>/<image>)")
+        if split == "train" and len(classes) < 2:
+            raise DataError(f"{split_dir}: 1 class folder ({classes[0]}); classification needs at least 2 classes")
 
 
 def preflight_track(spec: TaskSpec, data: Path, smoke: bool) -> str | None:

@@ -38,8 +38,13 @@ def _cli(*argv: str) -> tuple[int, list[str], list[str], float]:
 
 @pytest.fixture(scope="module")
 def folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """An existing folder (the refusals come before any data is read)."""
-    return tmp_path_factory.mktemp("data")
+    """A folder in the ImageFolder layout (two class folders per split, no images: the refusals come before any
+    image is read)."""
+    root = tmp_path_factory.mktemp("data")
+    for split in ("train", "val"):
+        for cls in ("a", "b"):
+            (root / split / cls).mkdir(parents=True)
+    return root
 
 
 def _case(name: str, folder: Path, tmp: Path) -> tuple[list[str], str]:
@@ -64,6 +69,10 @@ def _case(name: str, folder: Path, tmp: Path) -> tuple[list[str], str]:
             f"cannot be created: {out_file} is a file",
         ),
         "missing checkpoint": ([*run, "--weights", str(tmp / "nope.pth")], "nope.pth: no such checkpoint file"),
+        "no train folder": (
+            ["run", "--method", "dino", "--task", "knn", "--data", str(tmp), "--smoke"],
+            "train: missing split folder",
+        ),
         "head-less variant": (
             ["run", "--method", "dino", "--task", "imagenet-supervised", "--data", str(folder), "--smoke"],
             "dino:vits16 has no released classification head",
@@ -82,6 +91,7 @@ def _case(name: str, folder: Path, tmp: Path) -> tuple[list[str], str]:
         "--out is a file",
         "--out under a file",
         "missing checkpoint",
+        "no train folder",
         "head-less variant",
     ],
 )
@@ -109,3 +119,21 @@ def test_writable_dir_checks(tmp_path: Path) -> None:
     (tmp_path / "f").write_text("x")
     with pytest.raises(VitbenchError, match="is a file"):
         check_writable_dir(tmp_path / "f", "--out")
+
+
+def test_layout_checks(tmp_path: Path) -> None:
+    from benchmarks.catalog import get_task
+    from benchmarks.preflight import check_layout
+
+    spec = get_task("knn")
+    (tmp_path / "train" / "a").mkdir(parents=True)
+    with pytest.raises(VitbenchError, match="1 class folder"):
+        check_layout(spec, tmp_path)
+    (tmp_path / "train" / "b").mkdir()
+    with pytest.raises(VitbenchError, match="val: missing split folder"):
+        check_layout(spec, tmp_path)
+    (tmp_path / "val").mkdir()
+    with pytest.raises(VitbenchError, match="val: no class folders"):
+        check_layout(spec, tmp_path)
+    (tmp_path / "val" / "a").mkdir()
+    check_layout(spec, tmp_path)  # the layout is right; images are the scanner's business
