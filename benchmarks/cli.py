@@ -1,6 +1,10 @@
+# PYTHON_ARGCOMPLETE_OK
 """The ``vitbench`` command line. Arguments are parsed into plain values at this edge and nowhere else.
 
 Exit codes are stable: 0 ok, 1 user error (one line on stderr, no traceback), 2 usage error (argparse).
+Every option has help text and shows its default; listing commands take ``--json``. Shell completion comes from
+argcomplete when it is installed (``pip install 'vitbench[completion]'``, then ``eval "$(register-python-argcomplete
+vitbench)"``).
 """
 
 from __future__ import annotations
@@ -8,6 +12,7 @@ from __future__ import annotations
 import argparse
 import errno
 import json
+import os
 import re
 import shlex
 import sys
@@ -24,23 +29,48 @@ def _print_json(obj: Any) -> None:
     sys.stdout.write(json.dumps(obj, indent=2, default=str) + "\n")
 
 
-def _table(title: str, columns: list[str], rows: list[list[Any]]) -> None:
+def _table(title: str, columns: list[str], rows: list[list[Any]], no_wrap: int = 0) -> None:
+    """A rich table on stdout; the first ``no_wrap`` columns (ids) are never broken inside a word."""
+    from rich import box
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=title, show_lines=False)
-    for c in columns:
-        table.add_column(c, overflow="fold")
+    table = Table(title=title, show_lines=False, box=box.SIMPLE_HEAD, pad_edge=False)
+    for i, c in enumerate(columns):
+        table.add_column(c, overflow="fold", no_wrap=i < no_wrap)
     for r in rows:
         table.add_row(*[f"{v:.2f}" if isinstance(v, float) else str(v) for v in r])
     Console().print(table)
 
 
+# What the `run` extra installs (pyproject.toml), by import name. The light install (`pip install -e .`) has none.
+RUN_EXTRA = ("torch", "torchvision", "timm", "safetensors", "numpy", "PIL", "tqdm", "torchmetrics")
+
+
+def require_run_extra(command: str) -> None:
+    """One line naming the extra to install when ``command`` needs torch & co. and this is a light install."""
+    import importlib.util
+
+    missing = []
+    for mod in RUN_EXTRA:
+        try:
+            found = importlib.util.find_spec(mod) is not None
+        except (ImportError, ValueError):
+            found = False
+        if not found:
+            missing.append(mod)
+    if missing:
+        raise VitbenchError(
+            f"vitbench {command} needs the 'run' extra ({', '.join(missing)} not installed): "
+            "pip install -e '.[run]' in a clone, or pip install 'vitbench[run]'"
+        )
+
+
 # ------------------------------------------------------------------------------------------------ commands
 def cmd_methods(args: argparse.Namespace) -> int:
-    from methods import get_adapter, list_methods
+    from methods.listing import describe_all  # the committed snapshot: no torch, no adapter imports
 
-    described = [get_adapter(m).describe() for m in list_methods()]
+    described = describe_all()
     if args.json:
         _print_json(described)
         return 0
@@ -54,7 +84,7 @@ def cmd_methods(args: argparse.Namespace) -> int:
         ]
         for d in described
     ]
-    _table("vitbench methods", ["method", "lane", "variants", "venue", "license"], rows)
+    _table("vitbench methods", ["method", "lane", "variants", "venue", "license"], rows, no_wrap=1)
     return 0
 
 
@@ -65,21 +95,29 @@ def cmd_tasks(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(described)
         return 0
-    rows = [
-        [
-            d["name"],
-            f"{d['protocol']} v{d['protocol_version']}" if d["runnable"] else "reported only",
-            d["headline"],
-            d["synth_kind"] or "-",
-            d["description"] or d["title"],
+    if args.wide:
+        rows = [
+            [
+                d["name"],
+                f"{d['protocol']} v{d['protocol_version']}" if d["runnable"] else "reported only",
+                d["headline"],
+                d["synth_kind"] or "-",
+                d["description"] or d["title"],
+            ]
+            for d in described
         ]
-        for d in described
+        _table("vitbench tasks", ["task", "protocol", "headline", "smoke data", "description"], rows, no_wrap=1)
+        return 0
+    # 80 columns: the id, the protocol version, the headline and the title (--wide: protocol names, smoke data).
+    rows = [
+        [d["name"], f"v{d['protocol_version']}" if d["runnable"] else "-", d["headline"], d["title"]] for d in described
     ]
-    _table("vitbench tasks", ["task", "protocol", "headline", "smoke data", "description"], rows)
+    _table("vitbench tasks (--wide for protocols and smoke data)", ["task", "v", "headline", "title"], rows, no_wrap=1)
     return 0
 
 
 def cmd_synth(args: argparse.Namespace) -> int:
+    require_run_extra("data synth")
     from benchmarks.synth import synth
 
     root = synth(args.kind, Path(args.out), args.seed)
@@ -102,6 +140,7 @@ def _parse_overrides(items: Sequence[str]) -> tuple[tuple[str, Any], ...]:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    require_run_extra("run")
     from benchmarks.runner import RunRequest, run
 
     req = RunRequest(
@@ -156,13 +195,15 @@ def cmd_new_method(args: argparse.Namespace) -> int:
         print(f"wrote {path}")
     module = args.name.replace("-", "_")
     print(
-        f"next: fill in the TODOs in methods/{module}.py, run `python -m pytest tests/methods/test_{module}.py "
-        f"tests/methods/test_contract.py -k {args.name}`, then open the adapter PR (CONTRIBUTING.md)"
+        f"next: fill in the TODOs in methods/{module}.py, run `.venv/bin/python -m methods.listing --write` and "
+        f"`.venv/bin/python -m pytest tests/methods/test_{module}.py tests/methods/test_contract.py --adapter "
+        f"{args.name}`, then open the adapter PR (CONTRIBUTING.md)"
     )
     return 0
 
 
 def cmd_inspect(args: argparse.Namespace) -> int:
+    require_run_extra("inspect-weights")
     from methods import build_encoder
 
     enc = build_encoder(args.method, weights=args.weights, resample_pos_embed=args.resample_pos_embed)
@@ -206,57 +247,96 @@ def cmd_inspect(args: argparse.Namespace) -> int:
 
 
 # ------------------------------------------------------------------------------------------------ parser
+CACHE_HELP = "feature cache folder (default: $VITBENCH_CACHE/features, ~/.cache/vitbench/features when unset)"
+
+
+class _Formatter(argparse.HelpFormatter):
+    """Shows every option's default (unless its help already says it, or there is none to show)."""
+
+    def _get_help_string(self, action: argparse.Action) -> str | None:
+        text = action.help or ""
+        default = action.default
+        if (
+            action.option_strings
+            and "%(default)" not in text
+            and "default" not in text
+            and not (default is None or default is False or default == [] or default == argparse.SUPPRESS)
+        ):
+            text += " (default: %(default)s)"
+        return text
+
+
+class _Parser(argparse.ArgumentParser):
+    """Every ``vitbench`` (sub)command parser: defaults shown in ``--help``."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        kwargs.setdefault("formatter_class", _Formatter)
+        super().__init__(*args, **kwargs)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="vitbench", description="Benchmark pretrained vision encoders.")
+    parser = _Parser(prog="vitbench", description="Benchmark pretrained vision encoders.")
     parser.add_argument("--version", action="version", version=_version())
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
+    json_help = "print JSON (a stable format for scripts) instead of a table"
 
     p = sub.add_parser("methods", help="list method adapters, variants, papers and licenses")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=json_help)
     p.set_defaults(func=cmd_methods)
 
     p = sub.add_parser("tasks", help="list benchmark tasks and their protocol versions")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=json_help)
     p.add_argument("--all", action="store_true", help="also list tasks that have reported numbers but no harness")
+    p.add_argument("--wide", action="store_true", help="add protocol names, smoke data and descriptions")
     p.set_defaults(func=cmd_tasks)
 
     p = sub.add_parser("data", help="dataset utilities")
     dsub = p.add_subparsers(dest="data_command", required=True, metavar="SUBCOMMAND")
     s = dsub.add_parser("synth", help="write a tiny synthetic dataset in the real on-disk format")
-    s.add_argument("kind", help="imagefolder, coco, ... (see `vitbench tasks`: smoke data)")
-    s.add_argument("--out", required=True)
-    s.add_argument("--seed", type=int, default=0)
+    s.add_argument("kind", help="imagefolder, coco, ... (see `vitbench tasks --wide`: smoke data)")
+    s.add_argument("--out", required=True, help="folder to write the dataset into")
+    s.add_argument("--seed", type=int, default=0, help="random seed of the generated images")
     s.set_defaults(func=cmd_synth)
 
     p = sub.add_parser("run", help="run one task on one method and write its result record")
     p.add_argument("--method", required=True, help="METHOD or METHOD:VARIANT (see `vitbench methods`)")
     p.add_argument("--task", required=True, help="task id (see `vitbench tasks`)")
-    p.add_argument("--data", help="dataset root in the task's layout")
+    p.add_argument("--data", help="dataset root in the task's layout (required by every task)")
     p.add_argument("--weights", help="checkpoint PATH, URL, hf-hub:owner/repo/file, or 'random' (default: pinned URL)")
-    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--seed", type=int, default=0, help="seed of the run (heads, sampling); one record per seed")
     p.add_argument("--out", default="results", help="results root; the record goes to OUT/runs/<task>/<method>/")
     p.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
     p.add_argument("--smoke", action="store_true", help="tiny CPU setting of the protocol; record track 'smoke'")
     p.add_argument("--force", action="store_true", help="run even if the record exists, and overwrite it")
-    p.add_argument("--cache", help="feature cache folder (default $VITBENCH_CACHE or ~/.cache/vitbench)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override a protocol field")
+    p.add_argument("--cache", help=CACHE_HELP)
+    p.add_argument(
+        "--set",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="override a protocol field, checked against its type (repeatable; the value is JSON or a string)",
+    )
     p.add_argument(
         "--launcher",
         choices=["none", "pytorch", "slurm"],
         help="multi-GPU launcher for training harnesses (mmengine); default: detected from torchrun/srun",
     )
-    p.add_argument("--no-progress", action="store_true")
+    p.add_argument(
+        "--no-progress",
+        action="store_true",
+        help="no progress output (default: a bar on a terminal, a plain line every 30 s otherwise)",
+    )
     _add_resample(p)
     p.set_defaults(func=cmd_run)
 
     p = sub.add_parser("validate", help="validate result records (for submissions)")
-    p.add_argument("files", nargs="+")
+    p.add_argument("files", nargs="+", help="record files (runs/<task>/<method>/<variant>__seed<n>.json)")
     p.set_defaults(func=cmd_validate)
 
     p = sub.add_parser("inspect-weights", help="load a checkpoint and print its load report and sha256")
     p.add_argument("--method", required=True, help="METHOD or METHOD:VARIANT")
     p.add_argument("--weights", required=True, help="checkpoint PATH or URL")
-    p.add_argument("--json", action="store_true")
+    p.add_argument("--json", action="store_true", help=json_help)
     _add_resample(p)
     p.set_defaults(func=cmd_inspect)
 
@@ -288,6 +368,7 @@ def _command_plugins() -> list[Callable[[Any], None]]:
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
+    require_run_extra("sweep")
     from benchmarks.sweep import cmd_sweep
 
     return cmd_sweep(args)
@@ -296,22 +377,22 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
 def _add_sweep(sub: Any) -> None:
     """``vitbench sweep``; :mod:`benchmarks.sweep` is imported only when it runs."""
     p = sub.add_parser("sweep", help="run a grid of method x task x seed through submitit (local or Slurm)")
-    p.add_argument("--methods", nargs="+", required=True, metavar="M[:VARIANT]")
-    p.add_argument("--tasks", nargs="+", required=True)
-    p.add_argument("--seeds", nargs="+", type=int, default=[0])
+    p.add_argument("--methods", nargs="+", required=True, metavar="M[:VARIANT]", help="methods (and variants) to run")
+    p.add_argument("--tasks", nargs="+", required=True, help="task ids (see `vitbench tasks`)")
+    p.add_argument("--seeds", nargs="+", type=int, default=[0], help="seeds; one record per cell and seed")
     p.add_argument("--data", help="dataset root (same for every task in the sweep)")
     p.add_argument("--weights", help="checkpoint for every method (default: each variant's pinned URL)")
-    p.add_argument("--out", default="results")
-    p.add_argument("--device", default="cpu")
-    p.add_argument("--smoke", action="store_true")
-    p.add_argument("--force", action="store_true")
-    p.add_argument("--cache")
-    p.add_argument("--executor", default="local", choices=["local", "slurm"])
+    p.add_argument("--out", default="results", help="results root, as for `vitbench run`")
+    p.add_argument("--device", default="cpu", help="cpu or cuda[:N], for every job")
+    p.add_argument("--smoke", action="store_true", help="the protocols' smoke settings; records on track 'smoke'")
+    p.add_argument("--force", action="store_true", help="run cells that already have a record, and overwrite it")
+    p.add_argument("--cache", help=CACHE_HELP)
+    p.add_argument("--executor", default="local", choices=["local", "slurm"], help="where submitit runs the jobs")
     p.add_argument("--log-dir", help="submitit folder (default OUT/work/submitit)")
-    p.add_argument("--slurm-partition")
-    p.add_argument("--gpus", type=int, default=None, help="GPUs per node (Slurm)")
-    p.add_argument("--cpus", type=int, default=None, help="CPUs per task (Slurm)")
-    p.add_argument("--timeout-min", type=int, default=60 * 24)
+    p.add_argument("--slurm-partition", help="Slurm partition (default: the cluster's default)")
+    p.add_argument("--gpus", type=int, default=None, help="GPUs per node (Slurm; default: none requested)")
+    p.add_argument("--cpus", type=int, default=None, help="CPUs per task (Slurm; default: the cluster's)")
+    p.add_argument("--timeout-min", type=int, default=60 * 24, help="time limit of each job in minutes")
     p.set_defaults(func=_cmd_sweep)
 
 
@@ -329,8 +410,20 @@ def _one_line(err: BaseException) -> str:
     return re.sub(r"^(?:[A-Za-z_]\w*\.)*[A-Za-z_]\w*(?:Error|Exception): ", "", text)
 
 
+def _autocomplete(parser: argparse.ArgumentParser) -> None:
+    """Shell completion when argcomplete is installed (the ``completion`` extra); a no-op otherwise."""
+    if "_ARGCOMPLETE" not in os.environ:  # not a completion request: skip even the import
+        return
+    try:
+        import argcomplete
+    except ImportError:
+        return
+    argcomplete.autocomplete(parser)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
+    _autocomplete(parser)
     argv = list(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     args.command_line = shlex.join(["vitbench", *argv])  # recorded as the record's provenance.command

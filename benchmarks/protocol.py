@@ -78,10 +78,11 @@ class Protocol:
         out: dict[str, Any] = {}
         for key, value in overrides.items():
             if key not in types:
-                fields = ", ".join(f"{k} ({_type_name(t)})" for k, t in types.items())
-                raise VitbenchError(
-                    f"--set {key}: not a field of protocol {cls.NAME}{did_you_mean(key, list(types))}; fields: {fields}"
-                )
+                defaults = {f.name: _default(f) for f in dataclasses.fields(cls)}
+                fields = ", ".join(f"{k} ({_type_name(t)}, default {defaults[k]!r})" for k, t in types.items())
+                hint = did_you_mean(key, list(types))
+                hint = hint if hint.startswith(" (did you mean") else ""  # the field list follows anyway
+                raise VitbenchError(f"--set {key}: not a field of protocol {cls.NAME}{hint}; fields: {fields}")
             try:
                 out[key] = _adapter(types[key]).validate_python(value, strict=False)
             except ValidationError as err:
@@ -108,6 +109,14 @@ def _field_types(cls: type[Protocol]) -> dict[str, Any]:
 @cache
 def _adapter(tp: Any) -> TypeAdapter[Any]:
     return TypeAdapter(tp)
+
+
+def _default(f: dataclasses.Field[Any]) -> Any:
+    if f.default is not dataclasses.MISSING:
+        return f.default
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return "required"
 
 
 def _type_name(tp: Any) -> str:

@@ -4,20 +4,25 @@ from __future__ import annotations
 
 import os
 import platform
-import re
 import shlex
 import subprocess
 import sys
 import time
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import benchmarks
-from benchmarks.catalog import TaskSpec, get_task, preset_task
-from benchmarks.harness import LAUNCHERS, RunContext, RunOutput, load_harness
+from benchmarks.catalog import TaskSpec, preset_task
+from benchmarks.harness import RunContext, RunOutput, load_harness
+from benchmarks.preflight import (  # noqa: F401  (RunRequest, preflight_track, launcher_from_env: re-exported)
+    RunRequest,
+    check_device,
+    check_request,
+    launcher_from_env,
+    preflight_track,
+)
 from benchmarks.protocol import Protocol
 from benchmarks.records import (
     LoadReport,
@@ -28,7 +33,7 @@ from benchmarks.records import (
     existing_record,
     write_record,
 )
-from methods import build_encoder, parse_method
+from methods import build_encoder
 from methods.errors import VitbenchError
 
 if TYPE_CHECKING:
@@ -91,87 +96,14 @@ def device_name(device: str) -> str:
 
 
 def resolve_device(device: str) -> str:
-    if device not in ("cpu",) and not re.fullmatch(r"cuda(:\d+)?", device):
-        raise VitbenchError(f"--device {device}: expected cpu or cuda[:N]")
+    """``device`` checked for form (torch-free, :func:`benchmarks.preflight.check_device`) and for CUDA's presence."""
+    check_device(device)
     if device.startswith("cuda"):
         import torch
 
         if not torch.cuda.is_available():
             raise VitbenchError(f"--device {device}: CUDA is not available on this machine; use --device cpu")
     return device
-
-
-@dataclass(frozen=True)
-class RunRequest:
-    """One run, as parsed from the command line (or built by a sweep)."""
-
-    method: str  # "name" or "name:variant"
-    task: str
-    data: Path | None
-    weights: str | None = None
-    seed: int = 0
-    out: Path = Path("results")
-    device: str = "cpu"
-    smoke: bool = False
-    force: bool = False
-    cache_dir: Path | None = None
-    work_dir: Path | None = None  # per-run work folder (logs, training checkpoints); default under out/work
-    protocol_overrides: tuple[tuple[str, Any], ...] = ()
-    progress: bool = True
-    command: str | None = None
-    launcher: str | None = None  # None: detected from torchrun / srun
-    resample_pos_embed: bool = False  # load a position table of any grid, resampled (recorded in the load report)
-
-
-def preflight_track(spec: TaskSpec, data: Path, smoke: bool) -> str | None:
-    """Which track the result will be, and why, said before anything is computed (one line for stderr).
-
-    A paper-track run (no ``--smoke``) on data whose identity differs from the task's declared data is refused
-    here: its record would be refused by ``vitbench validate`` and never ranked, so computing it is wasted. Only
-    what a folder listing shows is compared (imagefolder split sizes and class counts); the full identity (class
-    list sha256, annotation sha256s) is checked on the record. Raises :class:`VitbenchError` naming the field.
-    None under ``--smoke``: the user chose the smoke track, and its error messages stay one line."""
-    if smoke:
-        return None
-    want = spec.data
-    if want is None:
-        return f"vitbench: track: paper (task {spec.id} declares no dataset identity to check)"
-    if spec.dataset_kind == "imagefolder":
-        for split, n in want.splits.items():
-            split_dir = data / split
-            classes = sorted(d for d in split_dir.iterdir() if d.is_dir()) if split_dir.is_dir() else []
-            if want.n_classes is not None and len(classes) != want.n_classes:
-                raise VitbenchError(
-                    f"{split_dir}: {len(classes)} classes, but the paper track of {spec.id} is defined on "
-                    f"{want.name} with {want.n_classes}: not the task's data; pass --smoke to run it as a smoke test"
-                )
-            from benchmarks.data.imagefolder import IMG_EXTENSIONS
-
-            count = sum(
-                1
-                for c in classes
-                for e in os.scandir(c)
-                if e.name.endswith(IMG_EXTENSIONS) or e.name.lower().endswith(IMG_EXTENSIONS)
-            )
-            if count != n:
-                raise VitbenchError(
-                    f"{split_dir}: {count} images, but the paper track of {spec.id} is defined on {want.name} with "
-                    f"{n} in {split}: not the task's data; pass --smoke to run it as a smoke test"
-                )
-        return f"vitbench: track: paper: {data} has the split sizes and classes of {want.name}"
-    return (
-        f"vitbench: track: paper: the record's dataset identity is checked against {want.name} "
-        f"({', '.join(f'{k} {v}' for k, v in want.splits.items())}) by vitbench validate"
-    )
-
-
-def launcher_from_env() -> str:
-    """ "pytorch" under torchrun, "slurm" under srun with several tasks, else "none"."""
-    if "LOCAL_RANK" in os.environ and "WORLD_SIZE" in os.environ:
-        return "pytorch"
-    if int(os.environ.get("SLURM_NTASKS", "1")) > 1 and "SLURM_PROCID" in os.environ:
-        return "slurm"
-    return "none"
 
 
 def make_record(
@@ -228,12 +160,18 @@ def make_record(
 def run(req: RunRequest) -> tuple[Path, Record | None]:
     """Execute ``req``. Returns (record path, record), or (existing path, None) when skipped as already done.
 
-    Everything that needs no model is checked first (task, method, variant, protocol overrides, device, data
-    folder, launcher), so a typo fails in the first second instead of after feature extraction.
+    Everything that needs no model is checked first, before torch is imported (:func:`benchmarks.preflight.
+    check_request`: method, variant, task, protocol overrides, weights, device, folders, launcher, track), so a typo
+    fails in the first second instead of after feature extraction.
     """
-    name, variant = parse_method(req.method)
-    spec = get_task(req.task)
-    protocol = spec.protocol_for(req.smoke, dict(req.protocol_overrides))  # also: a runnable task
+    checked = check_request(req)  # torch-free: names, --set, weights, device form, folders, track
+    name, spec, protocol, data, launcher = (
+        checked.method,
+        checked.spec,
+        checked.protocol,
+        checked.data,
+        checked.launcher,
+    )
     if req.protocol_overrides and (other := preset_task(spec, protocol, req.smoke)) is not None:
         print(
             f"vitbench: note: with these --set values this is task {other}'s registered protocol; run --task {other} "
@@ -241,20 +179,9 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
             file=sys.stderr,
         )
     device = resolve_device(req.device)
-    synth = f"vitbench data synth {spec.synth_kind}" if spec.synth_kind else "the task's data layout"
-    if req.data is None:
-        raise VitbenchError(f"--data is required for task {req.task} (make a tiny set: {synth} --out DIR)")
-    data = Path(req.data)
-    if not data.exists():
-        raise VitbenchError(f"{data}: data folder does not exist (make a tiny one with: {synth} --out {data})")
-    launcher = req.launcher or launcher_from_env()
-    if launcher not in LAUNCHERS:
-        raise VitbenchError(f"--launcher {launcher}: expected one of {', '.join(LAUNCHERS)}")
     from methods import get_adapter
 
-    v = get_adapter(name).variant(variant)
-    if (line := preflight_track(spec, data, req.smoke)) is not None:
-        print(line, file=sys.stderr)
+    v = get_adapter(name).variant(checked.variant)
     track = "smoke" if req.smoke else "paper"
     if not req.force and (
         done := existing_record(req.out, req.task, name, v.name, req.seed, track=track, protocol_hash=protocol.hash())

@@ -17,26 +17,33 @@ from typing import TYPE_CHECKING
 from benchmarks.records import existing_record
 from methods import get_adapter, parse_method
 from methods.errors import VitbenchError
+from methods.listing import check_variant
 
-if TYPE_CHECKING:  # the runner imports torch: only when a sweep actually runs
-    from benchmarks.runner import RunRequest
+if TYPE_CHECKING:
+    from benchmarks.preflight import RunRequest
 
 
 def plan(base: RunRequest, methods: list[str], tasks: list[str], seeds: list[int]) -> list[RunRequest]:
     """Every (method, task, seed) cell without a record yet (all cells with ``base.force``)."""
     from benchmarks.catalog import get_task
+    from benchmarks.preflight import check_device, check_weights, check_writable_dir
 
+    check_weights(base.weights, base.smoke)  # torch-free refusals first: random weights without --smoke, ...
+    check_device(base.device)
+    check_writable_dir(Path(base.out), "--out")
     cells = []
     for method, task, seed in itertools.product(methods, tasks, seeds):
         name, variant = parse_method(method)
-        v = get_adapter(name).variant(variant)  # unknown names fail here, before anything is submitted
+        variant = check_variant(name, variant)  # unknown names fail here, before anything is submitted
+        if variant is None:  # a method the snapshot does not describe yet: ask its adapter
+            variant = get_adapter(name).variant(None).name
         proto = get_task(task).protocol_for(base.smoke, dict(base.protocol_overrides))  # runnable, overrides valid
         track = "smoke" if base.smoke else "paper"
         if not base.force and existing_record(
-            base.out, task, name, v.name, seed, track=track, protocol_hash=proto.hash()
+            base.out, task, name, variant, seed, track=track, protocol_hash=proto.hash()
         ):
             continue
-        cells.append(replace(base, method=f"{name}:{v.name}", task=task, seed=seed))
+        cells.append(replace(base, method=f"{name}:{variant}", task=task, seed=seed))
     return cells
 
 
@@ -78,7 +85,7 @@ def submit(cells: list[RunRequest], executor: str, folder: Path, slurm: dict) ->
 
 
 def cmd_sweep(args: argparse.Namespace) -> int:
-    from benchmarks.runner import RunRequest
+    from benchmarks.preflight import RunRequest
 
     base = RunRequest(
         method="",

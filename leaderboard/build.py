@@ -28,7 +28,7 @@ from leaderboard.collect import TaskLookup, find_task
 from leaderboard.compare import Leaderboard, assemble, comparison_rows, render
 from leaderboard.markdown import leaderboard_md
 from leaderboard.reported import Paper, Tolerances
-from leaderboard.views import group_view, json_script, paper_href, paper_rows, task_view
+from leaderboard.views import Adapters, group_view, inline_md, json_script, paper_href, paper_rows, task_view
 from methods.errors import VitbenchError
 
 MARKER = ".vitbench-site"
@@ -56,6 +56,7 @@ def _env() -> jinja2.Environment:
         lstrip_blocks=True,
     )
     env.filters["json_script"] = json_script
+    env.filters["md"] = inline_md
     return env
 
 
@@ -64,9 +65,21 @@ def _paper_status(lb: Leaderboard, paper: Paper, registered: set[str]) -> dict[s
     groups = [g for g in lb.groups if g.method in mine and g.status == "current"]
     return {
         "adapters": [(m, m in registered) for m in paper.info.methods],
+        "any_adapter": any(m in registered for m in paper.info.methods),
         "reproduced": sorted({(g.task, g.method, g.variant) for g in groups}),
         "smoke": len([g for g in lb.groups if g.method in mine and g.status == "smoke"]),
     }
+
+
+def _adapter_variants(registered: set[str]) -> Adapters:
+    """Each registered method's variant names, from the committed method snapshot (no adapter is imported)."""
+    try:
+        from methods.listing import snapshot
+
+        snap = snapshot()
+    except Exception:  # noqa: BLE001 - a broken snapshot must not stop the site; variants are then unknown
+        snap = {}
+    return {m: ({v["name"] for v in snap[m]["variants"]} if m in snap else None) for m in registered}
 
 
 def _registered_methods() -> set[str]:
@@ -239,6 +252,7 @@ def _write_site(lb: Leaderboard, out: Path, registered: set[str]) -> int:
     (out / MARKER).write_text("made by vitbench leaderboard; the whole folder is replaced on each build\n")
 
     statuses = {p.id: _paper_status(lb, p, registered) for p in papers}
+    adapters = _adapter_variants(registered)
     _write(
         out / "index.html",
         env.get_template("index.html.jinja").render(
@@ -260,7 +274,12 @@ def _write_site(lb: Leaderboard, out: Path, registered: set[str]) -> int:
         _write(
             out / "tasks" / f"{t.task}.html",
             task_tpl.render(
-                root="../", t=t, v=task_view(t, "../"), scatter=plots.scatter(t), bars=plots.bars(t), data=rows
+                root="../",
+                t=t,
+                v=task_view(t, "../", adapters),
+                scatter=plots.scatter(t),
+                bars=plots.bars(t),
+                data=rows,
             ),
         )
         pages += 1
@@ -287,7 +306,7 @@ def _write_site(lb: Leaderboard, out: Path, registered: set[str]) -> int:
     for p in papers:
         _write(
             out / "papers" / f"{p.id}.html",
-            paper_tpl.render(root="../", p=p, status=statuses[p.id], rows=paper_rows(p, lb.tables)),
+            paper_tpl.render(root="../", p=p, status=statuses[p.id], rows=paper_rows(p, lb.tables, adapters)),
         )
         pages += 1
 

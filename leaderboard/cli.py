@@ -82,19 +82,22 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 def add_parsers(sub: argparse._SubParsersAction) -> None:  # type: ignore[type-arg]
     """Register ``leaderboard`` and ``compare`` on ``vitbench``'s subparsers."""
-    tol_help = "tolerance: NUMBER (default), METRIC=NUMBER or TASK:METRIC=NUMBER; repeatable"
+    tol_help = (
+        "tolerance: NUMBER (for every metric), METRIC=NUMBER or TASK:METRIC=NUMBER; repeatable "
+        "(default: results/reported/_tolerances.yaml)"
+    )
 
     p = sub.add_parser("leaderboard", help="build the static leaderboard site from results/")
-    p.add_argument("--results", default="results", help="results root holding runs/ and reported/ (default results)")
-    p.add_argument("--out", default="site", help="output folder (default site; replaced on each build)")
+    p.add_argument("--results", default="results", help="results root holding runs/ and reported/")
+    p.add_argument("--out", default="site", help="output folder, replaced on each build")
     p.add_argument("--tolerance", action="append", default=[], metavar="SPEC", help=tol_help)
     p.add_argument("--quiet", action="store_true", help="print only the path of index.html")
     p.set_defaults(func=cmd_leaderboard)
 
     p = sub.add_parser("compare", help="reproduced vs reported numbers with delta and tolerance verdict")
-    p.add_argument("--method", help="only this method key")
-    p.add_argument("--task", help="only this task id")
-    p.add_argument("--format", choices=("md", "csv", "json"), default="md")
-    p.add_argument("--results", default="results")
+    p.add_argument("--method", help="only this method key (default: all)")
+    p.add_argument("--task", help="only this task id (default: all)")
+    p.add_argument("--format", choices=("md", "csv", "json"), default="md", help="output format (json for scripts)")
+    p.add_argument("--results", default="results", help="results root holding runs/ and reported/")
     p.add_argument("--tolerance", action="append", default=[], metavar="SPEC", help=tol_help)
     p.set_defaults(func=cmd_compare)

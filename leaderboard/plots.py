@@ -37,7 +37,7 @@ def scatter(t: TaskTable) -> Markup | None:
     lo, hi = lo - margin, hi + margin
 
     def sx(v: float) -> float:
-        return _PAD + (v - lo) / (hi - lo) * (_W - _PAD - 10)
+        return _PAD + (v - lo) / (hi - lo) * (_W - _PAD - 20)  # 20: room for the last tick label's right half
 
     def sy(v: float) -> float:
         return _H - _PAD - (v - lo) / (hi - lo) * (_H - _PAD - 10)
@@ -57,7 +57,8 @@ def scatter(t: TaskTable) -> Markup | None:
         f'transform="rotate(-90 12 {_H / 2:.0f})">reproduced</text>'
     )
     for row, m, c in pts:
-        cls = "pt out" if c.verdict == OUTSIDE else "pt in"
+        # The table's colours: green within tolerance, red worse, amber better than reported beyond it.
+        cls = f"pt out {c.direction or 'worse'}" if c.verdict == OUTSIDE else "pt in"
         label = (
             f"{row.method}:{row.variant} {m}: reported {fmt.value(c.reported.value)}, "  # type: ignore[union-attr]
             f"reproduced {fmt.stat(c.stat)}, delta {fmt.delta(c.delta)}"
@@ -81,7 +82,9 @@ def bars(t: TaskTable, limit: int = 40) -> Markup | None:
     if not values:
         return None
     vmax = max(max(values), 1e-9)
-    label_w, bar_w, line_h = 190, 250, 22
+    names = [f"{r.method}:{r.variant}" + (f" [{r.setting}]" if r.setting else "") for r, _, _ in items]
+    # Wide enough for the longest label at the 10 px tick font (~6.2 px a character), so none is clipped.
+    label_w, bar_w, line_h = max(80, round(6.2 * max(len(n) for n in names)) + 12), 250, 22
     height = 24 + line_h * len(items)
     out = [
         f'<svg class="plot" viewBox="0 0 {label_w + bar_w + 60} {height}" width="{label_w + bar_w + 60}" '
@@ -90,9 +93,8 @@ def bars(t: TaskTable, limit: int = 40) -> Markup | None:
         f"<title>{escape(t.task)}: {escape(t.headline)} per model</title>",
         f'<text x="{label_w}" y="12" class="axis">{escape(t.headline)} (reported above, reproduced below)</text>',
     ]
-    for i, (r, rep, ours) in enumerate(items):
+    for i, ((_, rep, ours), name) in enumerate(zip(items, names)):
         y = 20 + i * line_h
-        name = f"{r.method}:{r.variant}" + (f" [{r.setting}]" if r.setting else "")
         out.append(f'<text x="{label_w - 6}" y="{y + 13}" class="tick" text-anchor="end">{escape(name)}</text>')
         for k, (v, cls) in enumerate(((rep, "bar rep"), (ours, "bar ours"))):
             if v is None:

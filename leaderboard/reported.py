@@ -108,7 +108,7 @@ class PaperInfo(_Model):
 
 
 class ReportedRow(_Model):
-    csv_file: str = "reported_numbers.csv"  # the shared/reference CSV that csv_rows index
+    csv_file: str = "reported_numbers.csv"  # the results/reported/reference/ CSV that csv_rows index
     csv_rows: list[int] = Field(default_factory=list)  # 0-based data rows of csv_file
     method: str
     variant: str

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import html
 import json
+import re
 from typing import Any
 
 from markupsafe import Markup
@@ -23,6 +24,48 @@ def json_script(obj: Any) -> Markup:
     so no string in it can close the element or open a comment."""
     text = json.dumps(obj, ensure_ascii=False, separators=(",", ":"))
     return Markup(text.replace("<", "\\u003c").replace(">", "\\u003e").replace("&", "\\u0026"))
+
+
+_MD = re.compile(
+    r"`(?P<code>[^`]+)`|\*\*(?P<bold>[^*]+)\*\*|\*(?P<em>[^*\s][^*]*)\*"
+    r"|\[(?P<text>[^\]]+)\]\((?P<url>https?://[^\s)]+)\)"
+)
+
+
+def inline_md(text: str) -> Markup:
+    """The inline Markdown that status lines and notes use — `code`, **bold**, *em*, [text](https://…) — as HTML.
+    Everything is escaped first; only those four forms become tags, and links only to http(s) URLs."""
+    out, pos = [], 0
+    for m in _MD.finditer(text):
+        out.append(html.escape(text[pos : m.start()]))
+        if m["code"] is not None:
+            out.append(f"<code>{html.escape(m['code'])}</code>")
+        elif m["bold"] is not None:
+            out.append(f"<strong>{html.escape(m['bold'])}</strong>")
+        elif m["em"] is not None:
+            out.append(f"<em>{html.escape(m['em'])}</em>")
+        else:
+            url = html.escape(m["url"], quote=True)
+            out.append(f'<a href="{url}" rel="noopener noreferrer">{html.escape(m["text"])}</a>')
+        pos = m.end()
+    out.append(html.escape(text[pos:]))
+    return Markup("".join(out))
+
+
+# Method key -> its adapter's variant names (None: registered, variants unknown); a method absent has no adapter.
+Adapters = dict[str, "set[str] | None"]
+
+
+def no_adapter(method: str, variant: str, adapters: Adapters | None) -> str:
+    """Why a reported row cannot be reproduced by running vitbench ("" when it can, or when unknown)."""
+    if adapters is None:
+        return ""
+    if method not in adapters:
+        return "reported only: no adapter"
+    known = adapters[method]
+    if known is not None and variant not in known:
+        return "reported only: no adapter for this variant"
+    return ""
 
 
 def paper_href(root: str, paper: Paper) -> str:
@@ -49,7 +92,7 @@ _EMPTY_CELL = {
 }
 
 
-def cell_view(row: Row, metric: str, note_ids: dict[int, str]) -> dict[str, Any]:
+def cell_view(row: Row, metric: str, note_ids: dict[int, str], adapters: Adapters | None = None) -> dict[str, Any]:
     c = row.cells.get(metric)
     if c is None:
         return dict(_EMPTY_CELL)
@@ -57,7 +100,7 @@ def cell_view(row: Row, metric: str, note_ids: dict[int, str]) -> dict[str, Any]
     if c.stat is not None:
         ours = fmt.stat(c.stat)
     elif c.verdict == NOT_REPRODUCED:
-        ours = "not yet reproduced"
+        ours = no_adapter(row.method, row.variant, adapters) or "not yet reproduced"
     else:
         ours = ""
     cls = ""
@@ -84,7 +127,8 @@ def cell_view(row: Row, metric: str, note_ids: dict[int, str]) -> dict[str, Any]
     }
 
 
-def task_view(t: TaskTable, root: str) -> dict[str, Any]:
+def task_view(t: TaskTable, root: str, adapters: Adapters | None = None) -> dict[str, Any]:
+    """The task page's rows and notes; ``adapters`` (see :func:`no_adapter`) marks reported-only rows."""
     notes = []
     note_ids: dict[int, str] = {}
     for i, (paper, rr) in enumerate(t.reported):
@@ -124,7 +168,7 @@ def task_view(t: TaskTable, root: str) -> dict[str, Any]:
                 "reproduced": row.reproduced,
                 "detail": detail_href(root, row.group) if row.group else "",
                 "n": row.group and len(row.group.records),
-                "cells": [cell_view(row, m, note_ids) for m in t.metrics],
+                "cells": [cell_view(row, m, note_ids, adapters) for m in t.metrics],
                 "papers": [{"short": p.info.short, "href": paper_href(root, p)} for p in papers.values()],
             }
         )
@@ -201,8 +245,9 @@ def runs_html(g: Group, metrics: list[str]) -> Markup:
         out.append(
             f'<tr><td class="num" data-v="{r.seed}">{r.seed}</td>{vals}<td data-v="{e(started)}">{e(started)}</td>'
             f'<td class="num" data-v="{p.wall_s:.0f}">{p.wall_s:.0f}</td><td>{e(p.device)}</td>'
-            f'<td><code>{e(git)}</code></td><td class="small">vitbench {e(p.vitbench_version)}, {e(versions)}</td>'
-            f'<td><code class="small">{e(p.command)}</code></td><td><code class="small">{e(str(path))}</code></td>'
+            f'<td><code>{e(git)}</code></td><td class="small prov">vitbench {e(p.vitbench_version)}, {e(versions)}</td>'
+            f'<td class="prov"><code class="small">{e(p.command)}</code></td>'
+            f'<td class="prov"><code class="small">{e(str(path))}</code></td>'
             "</tr>"
         )
     return Markup("".join(out))
@@ -296,7 +341,7 @@ def group_view(g: Group, table: TaskTable | None) -> dict[str, Any]:
     }
 
 
-def paper_rows(paper: Paper, tables: dict[str, TaskTable]) -> list[dict[str, Any]]:
+def paper_rows(paper: Paper, tables: dict[str, TaskTable], adapters: Adapters | None = None) -> list[dict[str, Any]]:
     """The paper's reported rows, each with the reproduced number it is compared against (if any)."""
     out = []
     for rr in paper.rows:
@@ -323,7 +368,9 @@ def paper_rows(paper: Paper, tables: dict[str, TaskTable]) -> list[dict[str, Any
                     if cell and cell.verdict == OUTSIDE
                     else ""
                 ),
-                "none": "not compared (setting)" if rr.setting else "not yet reproduced",
+                "none": "not compared (setting)"
+                if rr.setting
+                else no_adapter(rr.method, rr.variant, adapters) or "not yet reproduced",
             }
         )
     return out

@@ -23,3 +23,31 @@ def imagefolder(tmp_path_factory: pytest.TempPathFactory) -> Path:
     from benchmarks.synth import synth
 
     return synth("imagefolder", tmp_path_factory.mktemp("imagefolder"), seed=0)
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--adapter",
+        action="append",
+        default=[],
+        metavar="METHOD",
+        help="run the cases parametrised over methods (the contract test) for METHOD only; repeatable",
+    )
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--adapter my-method``: checking one new adapter runs its own contract cases, not all 270 of them."""
+    wanted = set(config.getoption("--adapter"))
+    if not wanted:
+        return
+    from methods.registry import METHODS
+
+    for name in wanted:
+        METHODS.get(name)  # a typo is an error (did you mean), not an empty run
+    keep, drop = [], []
+    for item in items:
+        params = getattr(getattr(item, "callspec", None), "params", {})
+        (drop if "method" in params and params["method"] not in wanted else keep).append(item)
+    if drop:
+        config.hook.pytest_deselected(items=drop)
+        items[:] = keep

@@ -16,11 +16,9 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw
 
+from benchmarks.preflight import IMG_EXTENSIONS  # the run preflight counts images without torch
 from benchmarks.probe.data import LabelledSplit
 from methods.errors import DataError
-
-IMG_EXTENSIONS = (".jpg", ".jpeg", ".png", ".ppm", ".bmp", ".pgm", ".tif", ".tiff", ".webp", ".JPEG")
-
 
 Split = LabelledSplit  # an ImageFolder split is a single-label LabelledSplit of RGB images
 

@@ -14,8 +14,8 @@ everything the binary depends on::
     ${VITBENCH_WHEEL_CACHE:-~/.cache/vitbench/wheels}/mmcv-2.1.0+torch<ver>.<cpuops|cuXXXops>-cp311-<platform>/*.whl
 
 A second run with a warm cache only installs. The build tools mmcv's ``setup.py`` needs (``setuptools<70``, which
-still ships ``pkg_resources``, and ``ninja``) go into a private folder on ``PYTHONPATH`` for the build only, so
-the environment's own setuptools is left alone.
+still ships ``pkg_resources``, ``wheel`` for its ``bdist_wheel``, and ``ninja``) go into a private folder on
+``PYTHONPATH`` for the build only, so the environment's own setuptools is left alone.
 
 Usage::
 
@@ -42,7 +42,10 @@ from pathlib import Path
 MMCV_VERSION = "2.1.0"
 # What installs from PyPI as is on top of the built mmcv. mmseg imports ftfy and regex at import time.
 STACK = ["mmengine>=0.10,<0.11", "mmdet==3.3.0", "mmsegmentation==1.2.2", "ftfy", "regex"]
-BUILD_TOOLS = ["setuptools<70", "ninja"]
+# setuptools < 70.1 has no bdist_wheel of its own: it comes from `wheel`. Without it `pip wheel` fails with "invalid
+# command 'bdist_wheel'" wherever the environment does not happen to hold wheel (a bare venv does not). wheel marks
+# that command deprecated (it moved into setuptools 70.1): the bound keeps the releases checked here (0.45, 0.48).
+BUILD_TOOLS = ["setuptools<70", "wheel>=0.40,<0.49", "ninja"]
 _STD_RE = re.compile(r"-std=c\+\+1[47]")
 
 # Imports the stack and runs two compiled ops on CPU: an import that succeeds with a missing `_ext` would only

@@ -234,8 +234,14 @@ def test_finetune_runs_and_resumes(v1: Path, tmp_path: Path, small_models: None)
 
 
 def test_paper_track_refuses_other_data_before_reading_patches(v1: Path, tmp_path: Path) -> None:
+    from safetensors.torch import save_file
+
+    # A weights file, not "random": random weights are refused on the paper track before the data is looked at.
+    weights = tmp_path / "dino_mm.safetensors"
+    model = build_encoder("dino-mm", "vits8", weights="random").model
+    save_file({k: v.contiguous() for k, v in model.state_dict().items()}, weights)
     req = RunRequest(
-        method="dino-mm", task="bigearthnet-linear", data=v1, weights="random", out=tmp_path, progress=False
+        method="dino-mm", task="bigearthnet-linear", data=v1, weights=str(weights), out=tmp_path, progress=False
     )
     with pytest.raises(VitbenchError, match="40 patches, but the paper track of bigearthnet-linear is defined on"):
         run(req)

@@ -84,11 +84,24 @@ def test_methods_and_tasks_json(capsys: pytest.CaptureFixture) -> None:
         (["run", "--method", "dinoo", "--task", "knn", "--data", "."], "did you mean 'dino'"),
         (["run", "--method", "dino", "--task", "knnn", "--data", "."], "did you mean 'knn'"),
         (
-            ["run", "--method", "dino", "--task", "knn", "--data", "/nonexistent/x", "--weights", "random"],
+            ["run", "--method", "dino", "--task", "knn", "--data", "/nonexistent/x", "--weights", "random", "--smoke"],
             "/nonexistent/x: data folder does not exist",
         ),
         (
-            ["run", "--method", "dino", "--task", "knn", "--data", ".", "--weights", "random", "--device", "tpu"],
+            [
+                "run",
+                "--method",
+                "dino",
+                "--task",
+                "knn",
+                "--data",
+                ".",
+                "--weights",
+                "random",
+                "--smoke",
+                "--device",
+                "tpu",
+            ],
             "--device tpu",
         ),
         (["data", "synth", "nope", "--out", "x"], "unknown synthetic dataset kind"),
@@ -125,7 +138,7 @@ def test_unknown_protocol_override(imagefolder: Path, tmp_path: Path, capsys: py
         "kk=3",
     )
     assert code == 1 and "--set" in err and not (tmp_path / "runs").exists()
-    assert "not a field of protocol dino-knn" in err and "temperature (float)" in err
+    assert "not a field of protocol dino-knn" in err and "temperature (float, default 0.07)" in err
 
 
 @pytest.mark.parametrize(

@@ -9,8 +9,10 @@ import pytest
 import torch
 
 from benchmarks.catalog import get_task
+from benchmarks.classification.common import load_splits
 from benchmarks.classification.knn import KnnHarness, KnnProtocol, knn_classify
 from benchmarks.harness import RunContext
+from benchmarks.probe.engine import as_tensor, global_features
 from methods import build_encoder
 
 
@@ -36,11 +38,31 @@ def test_weighted_vote_by_hand() -> None:
 
 
 def test_k_larger_than_train_set_is_clipped() -> None:
-    train = torch.nn.functional.normalize(torch.randn(5, 8), dim=1)
-    top1, _ = knn_classify(
-        train, torch.arange(5) % 2, train, torch.arange(5) % 2, k=200, temperature=0.07, num_classes=2
+    # Three train points at 0°, 120°, 240° (classes A, B, B); the test point at 0° is class A. Similarities 1, -.5,
+    # -.5. k=200 must mean "all 3": at T=10, A = e^.1 = 1.105 < B = 2 e^-.05 = 1.902, so B wins (k=1 would say A).
+    ang = torch.tensor([0.0, 120.0, 240.0]) * math.pi / 180
+    train = torch.stack([ang.cos(), ang.sin()], 1)
+    labels, test, target = torch.tensor([0, 1, 1]), torch.tensor([[1.0, 0.0]]), torch.tensor([0])
+    assert knn_classify(train, labels, test, target, k=200, temperature=10.0, num_classes=2) == (0.0, 100.0)
+    assert knn_classify(train, labels, test, target, k=1, temperature=10.0, num_classes=2) == (100.0, 100.0)
+    # and it equals k = N exactly on random data
+    x = torch.nn.functional.normalize(torch.randn(7, 8), dim=1)
+    y = torch.arange(7) % 3
+    assert knn_classify(x, y, x, y, k=200, temperature=0.5, num_classes=3) == knn_classify(
+        x, y, x, y, k=7, temperature=0.5, num_classes=3
     )
-    assert 0.0 <= top1 <= 100.0
+
+
+def _vote_by_loops(tx: torch.Tensor, ty: list[int], vx: torch.Tensor, vy: list[int], k: int, t: float) -> float:
+    """DINO's weighted vote written out per sample, independently of :func:`knn_classify`: top-1 in %."""
+    correct = 0
+    for i in range(vx.shape[0]):
+        sims = sorted(((float(tx[j] @ vx[i]), j) for j in range(tx.shape[0])), reverse=True)[: min(k, tx.shape[0])]
+        votes: dict[int, float] = {}
+        for sim, j in sims:
+            votes[ty[j]] = votes.get(ty[j], 0.0) + math.exp(sim / t)
+        correct += max(votes, key=lambda c: votes[c]) == vy[i]
+    return 100.0 * correct / vx.shape[0]
 
 
 def test_knn_harness_on_synthetic_data(imagefolder: Path, tmp_path: Path) -> None:
@@ -49,8 +71,24 @@ def test_knn_harness_on_synthetic_data(imagefolder: Path, tmp_path: Path) -> Non
     m = out.metrics
     assert set(m) >= {"top1", "top5", "top1_k10", "top1_k20", "top1_k100", "top1_k200"}
     assert m["top1"] == m["top1_k20"]
-    assert m["top1"] > 100 / 6 + 20, "a random ViT's features still separate colour/shape classes"
     assert out.dataset.n_samples == 48 and out.probe["effective_k"]["200"] == 96
+    # The harness's numbers are the vote over the same encoder's L2-normalised features, k by k.
+    train, val = load_splits(imagefolder)
+    p = KnnProtocol.smoke()
+    feats = [
+        global_features(enc, s, progress=False, resolution=p.resolution, device="cpu", cache_dir=None)
+        for s in (train, val)
+    ]
+    (tx, ty), (vx, vy) = [
+        (
+            torch.nn.functional.normalize(as_tensor(f["global"]).float(), dim=1),
+            as_tensor(f["labels"]).tolist(),
+        )
+        for f in feats
+    ]
+    for k in p.ks:
+        assert m[f"top1_k{k}"] == pytest.approx(_vote_by_loops(tx, ty, vx, vy, k, p.temperature), abs=1e-9), k
+    assert m["top1"] > 100 / 6 + 20, "a random ViT's features still separate colour/shape classes"
 
 
 @pytest.mark.parametrize("ks", [(10, 20), (20,)])

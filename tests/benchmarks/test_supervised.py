@@ -184,7 +184,8 @@ def test_paper_track_on_other_data_is_refused_before_computing(
     data: Path, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
 ) -> None:
     shrink(monkeypatch, "deit", "deits16", **TINY)
-    req = RunRequest(method="deit:deits16", task="imagenet-supervised", data=data, weights="random", out=tmp_path)
+    weights, _ = _deit(tmp_path)  # a real release file: random weights are refused on the paper track up front
+    req = RunRequest(method="deit:deits16", task="imagenet-supervised", data=data, weights=str(weights), out=tmp_path)
     with pytest.raises(DataError, match=r"12 images in val, but the paper track of imagenet-supervised .* 50000"):
         run(req)
     assert not list(tmp_path.rglob("*.json"))

@@ -135,3 +135,55 @@ def test_index_links_reach_task_and_paper_pages(browser: Any, site: Path) -> Non
 def test_chromium_is_the_debian_one() -> None:
     """The CI installs the browser from Debian; a downloaded playwright build would not be allowed there."""
     assert shutil.which("chromium") is not None and Path(CHROMIUM).exists()
+
+
+@pytest.fixture(scope="module")
+def real_site(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """The site of the committed results (long names, many tasks): what a phone reader actually gets."""
+    repo = Path(__file__).resolve().parents[2]
+    return build_site(repo / "results", tmp_path_factory.mktemp("real") / "site").out
+
+
+_LAYOUT = """() => {
+  const doc = document.documentElement;
+  const unwrapped = [...document.querySelectorAll('table')].filter(t => !t.parentElement.classList.contains('scroll'));
+  const clipped = [...document.querySelectorAll('svg.plot text')].filter(t => {
+    const b = t.getBBox(), vb = t.ownerSVGElement.viewBox.baseVal;
+    if (t.hasAttribute('transform')) return false;  // the rotated axis title, centred on its axis by construction
+    return b.x < -0.5 || b.x + b.width > vb.width + 0.5 || b.y < -0.5 || b.y + b.height > vb.height + 0.5;
+  }).map(t => t.textContent);
+  return {page: doc.scrollWidth, view: window.innerWidth, unwrapped: unwrapped.length, clipped: clipped};
+}"""
+
+
+@pytest.mark.parametrize("width", [1400, 400])
+@pytest.mark.parametrize("which", ["small", "real"])
+def test_no_horizontal_page_overflow(
+    browser: Any, site: Path, real_site: Path, width: int, which: str, tmp_path_factory: pytest.TempPathFactory
+) -> None:
+    """At 1400 and 400 px every page fits the window: tables scroll inside their own wrapper, plots shrink, bar
+    labels stay inside their SVG. A screenshot of each page is kept (``VITBENCH_SCREENSHOTS`` to choose where)."""
+    import os
+
+    root = site if which == "small" else real_site
+    shots = Path(os.environ.get("VITBENCH_SCREENSHOTS") or tmp_path_factory.mktemp("shots")) / f"{which}-{width}"
+    shots.mkdir(parents=True, exist_ok=True)
+    pages = sorted(root.rglob("*.html"))
+    assert len(pages) >= 8
+    context = browser.new_context(viewport={"width": width, "height": 900})
+    bad = []
+    for path in pages:
+        page = context.new_page()
+        page.goto(path.as_uri())
+        page.wait_for_load_state("load")
+        got = page.evaluate(_LAYOUT)
+        rel = str(path.relative_to(root))
+        if got["page"] > got["view"] or got["unwrapped"] or got["clipped"]:
+            bad.append(f"{rel}: {got}")
+        if path.name == "index.html" or "tasks" in path.parts[-2:-1] or path.parent.name == "papers":
+            shot = shots / (rel.replace("/", "__") + ".png")
+            page.screenshot(path=str(shot), full_page=True)
+            assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+        page.close()
+    context.close()
+    assert bad == [], "\n".join(bad)

@@ -49,7 +49,7 @@ def test_task_page_sections(small_site) -> None:
     main_table = html.split('id="main"')[1].split("</table>")[0]
     assert "74.50 ± 0.20 (n=3)" in main_table and 'class="num delta within"' in main_table
     assert 'class="num delta outside worse"' in main_table and "-2.00" in main_table
-    assert "not yet reproduced" in main_table  # mae:vitb16 is reported only
+    assert "reported only: no adapter" in main_table  # mae:vitb16 is reported only, and mae has no adapter here
     assert "ibot" not in main_table  # older protocol and smoke groups stay out of the compared table
     other = html.split("Other protocol:")[1]
     assert "toy-knn v1" in other.split("</h2>")[0] and "70.00 (n=1)" in other
@@ -61,7 +61,7 @@ def test_task_page_sections(small_site) -> None:
         ("selfpatch", "outside"),
         ("mae", "not reproduced"),
     }
-    assert "<svg" in html and 'class="pt out"' in html  # the scatter marks the point outside tolerance
+    assert "<svg" in html and 'class="pt out worse"' in html  # the scatter marks the point outside tolerance
 
 
 def test_detail_page_has_probe_card_and_provenance(small_site) -> None:

@@ -408,7 +408,11 @@ def test_bad_dataset_run_writes_no_record(case: str, tmp_path: Path, capsys: pyt
     data = make(tmp_path)
     out = tmp_path / "results"
     smoke = [] if "--no-smoke" in extra else ["--smoke"]
-    argv = ["run", "--method", "dino:vits16", "--task", task, "--data", str(data), "--weights", "random", *smoke]
+    weights = "random"
+    if not smoke:  # random weights are refused off the smoke track before the data is looked at: pass a file
+        (weights_file := tmp_path / "dino_deitsmall16_pretrain.pth").write_bytes(b"never read: data refused first")
+        weights = str(weights_file)
+    argv = ["run", "--method", "dino:vits16", "--task", task, "--data", str(data), "--weights", weights, *smoke]
     argv += ["--out", str(out), "--cache", str(tmp_path / "cache"), "--no-progress"]
     _one_line_exit_1(argv, capsys, fragment)
     assert not list(out.rglob("*.json"))
