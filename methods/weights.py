@@ -380,18 +380,20 @@ def _check_values(sd: dict[str, torch.Tensor], model_sd: dict[str, Any], path: P
     """What ``load_state_dict`` would accept silently: an integer tensor cast into a float parameter (or back), a
     tensor without data (meta) or not dense, and NaN/inf. Refused, naming the first key; ``report`` counts NaN/inf."""
     for k, v in sd.items():
-        if v.is_meta or v.layout != torch.strided:
+        target = model_sd[k]
+        # A meta tensor holds no values: refused from a file, accepted into a model that is itself built on the meta
+        # device (shape-only builds, e.g. an optimizer's parameter groups planned without allocating weights).
+        if (v.is_meta and not getattr(target, "is_meta", False)) or v.layout != torch.strided:
             raise CheckpointError(
                 f"{path}: {k} is a {v.layout} {'meta ' if v.is_meta else ''}tensor; weights are dense"
             )
-        target = model_sd[k]
         if _kind(v) != _kind(target):
             raise CheckpointError(
                 f"{path}: {k} is {str(v.dtype).removeprefix('torch.')} in the file but "
                 f"{str(target.dtype).removeprefix('torch.')} in the model: refusing to cast {_kind(v)} weights to "
                 f"{_kind(target)} (a checkpoint of something else?)"
             )
-    bad = [k for k, v in sd.items() if _kind(v) == "float" and not bool(torch.isfinite(v).all())]
+    bad = [k for k, v in sd.items() if _kind(v) == "float" and not v.is_meta and not bool(torch.isfinite(v).all())]
     report.non_finite += len(bad)
     if bad:
         t = sd[bad[0]]
