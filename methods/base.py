@@ -374,7 +374,7 @@ class Encoder(nn.Module):
         return patches.mean(dim=(2, 3)), patches
 
     # Explanations (gradient-weighted attention rollout, Grad-CAM) ---------------------------------------------
-    def _attention_modules(self) -> list[nn.Module]:
+    def _attention_modules(self) -> list[Any]:
         """Modules whose ``attn_drop`` child receives the attention probabilities (timm's convention, followed by
         every token-attention architecture here). Only plain ViTs have token attention over the whole image:
         hierarchical encoders' window attention is not a map over the image's tokens."""

@@ -91,10 +91,12 @@ def _numpy_globals() -> dict[str, Any]:
     import numpy as np
 
     allowed: dict[str, Any] = {"numpy.dtype": np.dtype, "numpy.ndarray": np.ndarray}
+    import importlib
+
     try:  # numpy >= 2 pickles under numpy._core, older files name numpy.core: both map to the same objects
-        from numpy._core import multiarray
+        multiarray: Any = importlib.import_module("numpy._core.multiarray")
     except ImportError:  # numpy < 2
-        from numpy.core import multiarray
+        multiarray = importlib.import_module("numpy.core.multiarray")
     for mod in ("numpy.core.multiarray", "numpy._core.multiarray"):
         allowed[f"{mod}.scalar"] = multiarray.scalar
         allowed[f"{mod}._reconstruct"] = multiarray._reconstruct
@@ -118,7 +120,7 @@ def _build_allow_list() -> dict[str, Any]:
         # Protocol-2 pickles store bytes (numpy array data) as _codecs.encode(text, "latin1"); pure data.
         "_codecs.encode": codecs.encode,
         # Protocol 0/1 pickles of plain objects; it can only instantiate classes this list admits.
-        "copyreg._reconstructor": copyreg._reconstructor,
+        "copyreg._reconstructor": copyreg._reconstructor,  # type: ignore[attr-defined]  # private, absent from stubs
         # Configuration objects that official training scripts save next to the weights.
         "argparse.Namespace": argparse.Namespace,  # DINO, SelfPatch, DINO-MM, iBOT `args`
         "pathlib.PosixPath": pathlib.PosixPath,

@@ -27,7 +27,7 @@ import zipfile
 from collections.abc import Iterable, Mapping
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import torch
 
@@ -313,7 +313,7 @@ def resample_pos_embed(sd: dict[str, torch.Tensor], model: torch.nn.Module, num_
     """Resample a learned ``pos_embed`` whose grid differs from the model's (e.g. DINO-MM: 28x28 -> 14x14)."""
     if "pos_embed" not in sd or not hasattr(model, "pos_embed") or model.pos_embed is None:
         return []
-    src, dst = sd["pos_embed"], model.pos_embed
+    src, dst = sd["pos_embed"], cast(torch.Tensor, model.pos_embed)
     if src.shape == dst.shape or src.ndim != 3 or src.shape[-1] != dst.shape[-1]:
         return []
     from timm.layers import resample_abs_pos_embed
