@@ -288,6 +288,24 @@ class FinetuneProtocol(Protocol):
     reprob: float | None = None
     global_pool: str | None = None
     resolution: int | None = None  # None: the encoder's native size
+
+    def __post_init__(self) -> None:
+        from methods.errors import VitbenchError
+
+        if self.recipe != "auto" and self.recipe not in FINETUNE_RECIPES:
+            raise VitbenchError(f"--set recipe={self.recipe}: unknown; recipes: auto, {', '.join(FINETUNE_RECIPES)}")
+        if self.global_pool not in (None, "avg", "token"):
+            raise VitbenchError(f"--set global_pool={self.global_pool}: expected avg or token")
+
+    def resolve(self, method: str, embed_dim: int) -> FinetuneRecipe:
+        """The recipe this run trains with: ``recipe`` (or the "auto" one) with the fields set here overriding it."""
+        import dataclasses
+
+        name = finetune_recipe_name(method, embed_dim) if self.recipe == "auto" else self.recipe
+        changes = {f: getattr(self, f) for f in _RECIPE_OVERRIDES if getattr(self, f) is not None}
+        return dataclasses.replace(FINETUNE_RECIPES[name], **changes)
+
+
 # ------------------------------------------------------------------------------------------------ released classifiers
 # ImageNet-C (Hendrycks & Dietterich, ICLR 2019): the 15 corruptions of the mCE benchmark, the 4 held-out extras, and
 # AlexNet's top-1 error on each of the 15, averaged over severities 1-5: the normaliser of the Corruption Error. The
@@ -419,18 +437,6 @@ class ImageNetCProtocol(SupervisedProtocol):
     def __post_init__(self) -> None:
         from methods.errors import VitbenchError
 
-        if self.recipe != "auto" and self.recipe not in FINETUNE_RECIPES:
-            raise VitbenchError(f"--set recipe={self.recipe}: unknown; recipes: auto, {', '.join(FINETUNE_RECIPES)}")
-        if self.global_pool not in (None, "avg", "token"):
-            raise VitbenchError(f"--set global_pool={self.global_pool}: expected avg or token")
-
-    def resolve(self, method: str, embed_dim: int) -> FinetuneRecipe:
-        """The recipe this run trains with: ``recipe`` (or the "auto" one) with the fields set here overriding it."""
-        import dataclasses
-
-        name = finetune_recipe_name(method, embed_dim) if self.recipe == "auto" else self.recipe
-        changes = {f: getattr(self, f) for f in _RECIPE_OVERRIDES if getattr(self, f) is not None}
-        return dataclasses.replace(FINETUNE_RECIPES[name], **changes)
         unknown = [c for c in self.corruptions if c not in (*IMAGENET_C_CORRUPTIONS, *IMAGENET_C_EXTRAS)]
         if unknown or not self.corruptions:
             raise VitbenchError(
