@@ -64,6 +64,7 @@ _VITB16 = Variant(
     official_layouts=(OfficialLayout(name="release", key="model"), MAE_TRAINING),
     params_m=85.8,
     notes=_NOTE.format("8cad7c"),
+    finetune_recipe="mae",  # FINETUNE.md / main_finetune.py
 )
 
 

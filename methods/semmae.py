@@ -31,6 +31,7 @@ _VITB16 = Variant(
     drop=MAE_DECODER_KEYS,
     official_layouts=(MAE_TRAINING,),  # MAE's save_model (the Drive files were not inspected)
     params_m=85.8,
+    finetune_recipe="mae",  # the repository's main_finetune.py is MAE's; it publishes no command of its own
     notes="800-epoch pretrained file on Google Drive only (README md5 prefix 1482ae; no sha256); pass --weights PATH",
 )
 
