@@ -394,7 +394,7 @@ class Encoder(nn.Module):
         off for this call only. The maps stay in the autograd graph: with ``x.requires_grad_()``,
         ``torch.autograd.grad(score, maps)`` gives the gradients that gradient-weighted rollout multiplies them by.
         """
-        modules = self._attention_modules()
+        modules: list[Any] = self._attention_modules()  # Any: their attn_drop / fused_attn are not typed on nn.Module
         if not modules:
             raise ValueError(f"{self!r} ({self.spec.family}) has no token attention; explain it with forward_cam")
         maps: list[torch.Tensor] = []
@@ -733,6 +733,7 @@ class MethodAdapter:
                     "classifier": None
                     if v.classifier is None
                     else {"num_classes": v.classifier.num_classes, "labels": v.classifier.labels},
+                    "finetune_recipe": v.finetune_recipe,
                     "notes": v.notes,
                 }
                 for v in self.variants
