@@ -193,6 +193,9 @@ class Variant:
     ``"md5:8cad7c"`` (a README), verified as a prefix. ``pos_embed_grids``: sides of the position-table grids the
     authors' files carry besides the model's own (SP-ViT's 384-px fine-tunes: 24); only those are resampled at load.
     ``classifier``: the released classification head, if any (:class:`Classifier`); None for backbone-only releases.
+    ``finetune_recipe``: the family of the end-to-end ImageNet fine-tuning recipe the weights' paper reports ("mae",
+    "ibot", "mfm", "deit": ``imagenet-finetune``'s ``recipe=auto`` picks that family's recipe for the encoder's
+    width); None: the paper publishes none of its own.
     """
 
     name: str
@@ -215,6 +218,7 @@ class Variant:
     digest_prefix: str | None = None
     pos_embed_grids: tuple[int, ...] = ()
     classifier: Classifier | None = None
+    finetune_recipe: str | None = None
 
 
 @dataclass(frozen=True)
@@ -397,7 +401,7 @@ class Encoder(nn.Module):
         off for this call only. The maps stay in the autograd graph: with ``x.requires_grad_()``,
         ``torch.autograd.grad(score, maps)`` gives the gradients that gradient-weighted rollout multiplies them by.
         """
-        modules = self._attention_modules()
+        modules: list[Any] = self._attention_modules()  # Any: their attn_drop / fused_attn are not typed on nn.Module
         if not modules:
             raise ValueError(f"{self!r} ({self.spec.family}) has no token attention; explain it with forward_cam")
         maps: list[torch.Tensor] = []
@@ -462,6 +466,8 @@ class Encoder(nn.Module):
 
     # Set by MethodAdapter.build: builds the variant's timm model with extra kwargs (num_classes, drop_path_rate...).
     model_factory: Callable[..., nn.Module] | None = None
+    # Set by MethodAdapter.build from Variant.finetune_recipe: the fine-tuning recipe family of the weights' paper.
+    finetune_recipe: str | None = None
 
     def finetune_model(
         self, num_classes: int, *, global_pool: str | None = None, drop_path_rate: float = 0.0
@@ -472,6 +478,12 @@ class Encoder(nn.Module):
         mean patch token, the pretrained final ``norm`` unused. Being a timm model it has ``group_matcher`` (block
         index of every parameter), which ``timm.optim.create_optimizer_v2(model, layer_decay=...)`` uses. Loading is
         strict: only the head (and ``fc_norm``/``norm`` when the pooling changes) may differ, as the report says."""
+        if self.classifier is not None:
+            i = self.identity
+            raise CheckpointError(
+                f"{i.method}:{i.variant} was built with its released classifier (classifier=True); fine-tune from the "
+                "backbone encoder (built without it), which gets a fresh head"
+            )
         if self.model_factory is None or self.global_head is not None or getattr(self.model, "num_classes", None):
             raise CheckpointError(
                 f"{self.identity.method}:{self.identity.variant}: forward_global is not timm's pooled feature "
@@ -728,6 +740,7 @@ class MethodAdapter:
         spec, data_config = self.make_spec(model, v, head), self.make_data_config(model, v)
         enc = Encoder(model, spec, data_config, identity, head, v.classifier if classifier else None, image_text)
         enc.model_factory = partial(self._create_with, v)
+        enc.finetune_recipe = v.finetune_recipe
         return enc.eval().requires_grad_(False)
 
     def _create_with(self, v: Variant, **kwargs: Any) -> nn.Module:
@@ -756,6 +769,7 @@ class MethodAdapter:
                     "classifier": None
                     if v.classifier is None
                     else {"num_classes": v.classifier.num_classes, "labels": v.classifier.labels},
+                    "finetune_recipe": v.finetune_recipe,
                     "notes": v.notes,
                 }
                 for v in self.variants

@@ -44,6 +44,7 @@ _VITS16 = Variant(
     drop=("masked_embed", "head.*"),
     official_layouts=(_BACKBONE, _TRAINING),
     params_m=21.7,
+    finetune_recipe="ibot",  # evaluation/README.md + run.sh imagenet_cls (BEiT's code)
     notes="teacher backbone (the README's 'backbone (t)'); sha256 not published",
 )
 

@@ -65,6 +65,7 @@ _VITB16 = Variant(
     params_m=85.8,
     digest_prefix="md5:8cad7c",  # github.com/facebookresearch/mae README, "md5" row of the checkpoint table
     notes=_NOTE.format("8cad7c"),
+    finetune_recipe="mae",  # FINETUNE.md / main_finetune.py
 )
 
 

@@ -51,6 +51,7 @@ _VITB16 = Variant(
     drop=("decoder.*",),
     official_layouts=(_TRAINING,),
     params_m=85.8,
+    finetune_recipe="mfm",  # configs/vit_*/finetune*.yaml (SimMIM's fine-tuning code)
     notes="Google Drive only (no stable URL, no sha256); pass --weights PATH to the MFM ViT-B/16 300-epoch file",
 )
 

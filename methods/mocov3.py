@@ -57,6 +57,7 @@ _VITS16 = Variant(
     drop=("momentum_encoder.*", "predictor.*", "head.*"),  # EMA encoder, predictor MLP, projector MLP
     official_layouts=(_TRAINING, _DEIT),
     params_m=21.7,
+    finetune_recipe="deit",  # README: ViT fine-tuning in the DeiT repository, its default configs
     notes="12 heads (MoCo v3 vits.py); sha256 not published",
 )
 

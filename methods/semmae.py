@@ -33,6 +33,7 @@ _VITB16 = Variant(
     params_m=85.8,
     digest_prefix="md5:1482ae",  # the README's md5 prefix: a local copy of the Drive file is checked against it
     pos_embed_grids=(28,),  # models_mae_setting3.py hard-codes a 28x28 table (module docstring)
+    finetune_recipe="mae",  # the repository's main_finetune.py is MAE's; it publishes no command of its own
     notes="800-epoch pretrained file on Google Drive only (README md5 prefix 1482ae; no sha256); pass --weights PATH",
 )
 

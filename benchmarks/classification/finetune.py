@@ -22,7 +22,7 @@ import torch
 from torch import nn
 
 from benchmarks.classification.common import load_splits
-from benchmarks.classification.protocols import FinetuneProtocol, FinetuneRecipe
+from benchmarks.classification.protocols import DEFAULT_FINETUNE_FAMILY, FinetuneProtocol, FinetuneRecipe
 from benchmarks.classification.training import (
     Checkpoint,
     DistInfo,
@@ -112,12 +112,21 @@ def _check_sizes(recipe: FinetuneRecipe, info: DistInfo, accum: int, train: Labe
     return micro
 
 
+def _recipe_rule(protocol: FinetuneProtocol, family: str | None) -> str:
+    """How the recipe was chosen, for the probe card."""
+    if protocol.recipe != "auto":
+        return "set by --set recipe"
+    if family is None:
+        return f"auto: the encoder's paper publishes no recipe; {DEFAULT_FINETUNE_FAMILY}'s at the encoder's width"
+    return f"auto: the encoder's finetune_recipe {family!r} (its paper's) at the encoder's width"
+
+
 class FinetuneHarness(Harness):
     """The ``imagenet-finetune`` task (see :class:`~benchmarks.classification.protocols.FinetuneProtocol`)."""
 
     def run(self, ctx: RunContext, protocol: FinetuneProtocol) -> RunOutput:
         enc = ctx.encoder
-        recipe = protocol.resolve(enc.identity.method, enc.spec.embed_dim)
+        recipe = protocol.resolve(enc.finetune_recipe, enc.spec.embed_dim)
         train, val = load_splits(ctx.data_root)
         require_rgb(enc.data_config.band_order, str(train.root))
         accum = accum_steps()
@@ -289,7 +298,7 @@ class FinetuneHarness(Harness):
             metrics["ema_top1"] = best_epoch(history, "ema_top1")["ema_top1"]
         probe = {
             "recipe": dataclasses.asdict(recipe),
-            "recipe_rule": "auto: the pretraining paper's recipe" if protocol.recipe == "auto" else "set by --set",
+            "recipe_rule": _recipe_rule(protocol, ctx.encoder.finetune_recipe),
             "lr": lr,
             "pooling": recipe.global_pool,
             "resolution": evalt.size,

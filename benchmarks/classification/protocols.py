@@ -231,20 +231,30 @@ FINETUNE_RECIPES: dict[str, FinetuneRecipe] = {
     )
 }
 
-# "auto": the recipe family of the paper the weights come from (the encoder's method), MAE's for any other method
-# (the most common recipe among the seed papers; SemMAE's repository is MAE's main_finetune and publishes no
-# command of its own, its checkpoint names show 100 epochs). The size comes from the width: 384 -> S, 768 -> B,
-# 1024 -> L, 1280 -> H; a family without that size uses its nearest one (stated in the record's probe card).
-FINETUNE_FAMILY_BY_METHOD = {"mae": "mae", "semmae": "mae", "ibot": "ibot", "mfm": "mfm", "mocov3": "deit"}
+# "auto": the recipe family of the paper the weights come from, which the encoder carries (its adapter's
+# ``Variant.finetune_recipe``: MAE and SemMAE "mae", iBOT "ibot", MFM "mfm", MoCo v3 "deit"); MAE's for an encoder whose
+# paper publishes none (the most common recipe among the seed papers). The harness never looks at the method. The
+# size comes from the width: 384 -> S, 768 -> B, 1024 -> L, 1280 -> H; a family without that size uses its nearest one
+# (stated in the record's probe card).
+DEFAULT_FINETUNE_FAMILY = "mae"
 _SIZE_BY_WIDTH = {384: "vits", 768: "vitb", 1024: "vitl", 1280: "vith"}
 _SIZES = ("vits", "vitb", "vitl", "vith")
 
 
-def finetune_recipe_name(method: str, embed_dim: int) -> str:
-    """The "auto" recipe of a ``method`` encoder of width ``embed_dim`` (see :data:`FINETUNE_FAMILY_BY_METHOD`)."""
-    family = FINETUNE_FAMILY_BY_METHOD.get(method, "mae")
+def finetune_recipe_name(family: str | None, embed_dim: int) -> str:
+    """The "auto" recipe of an encoder of width ``embed_dim`` whose paper's recipe family is ``family`` (the
+    encoder's ``finetune_recipe``; None: :data:`DEFAULT_FINETUNE_FAMILY`)."""
+    from methods.errors import VitbenchError
+
+    family = family or DEFAULT_FINETUNE_FAMILY
     want = _SIZE_BY_WIDTH.get(embed_dim, "vitb" if embed_dim < 1024 else "vitl")
     have = [s for s in _SIZES if f"{family}-{s}" in FINETUNE_RECIPES]
+    if not have:
+        families = sorted({r.rsplit("-", 1)[0] for r in FINETUNE_RECIPES})
+        raise VitbenchError(
+            f"fine-tuning recipe family {family!r} (the encoder's finetune_recipe) has no recipe; families: "
+            f"{', '.join(families)}; or pass --set recipe=NAME"
+        )
     size = min(have, key=lambda s: (abs(_SIZES.index(s) - _SIZES.index(want)), _SIZES.index(s)))
     return f"{family}-{size}"
 
@@ -297,11 +307,12 @@ class FinetuneProtocol(Protocol):
         if self.global_pool not in (None, "avg", "token"):
             raise VitbenchError(f"--set global_pool={self.global_pool}: expected avg or token")
 
-    def resolve(self, method: str, embed_dim: int) -> FinetuneRecipe:
-        """The recipe this run trains with: ``recipe`` (or the "auto" one) with the fields set here overriding it."""
+    def resolve(self, family: str | None, embed_dim: int) -> FinetuneRecipe:
+        """The recipe this run trains with: ``recipe`` (or the "auto" one of recipe family ``family`` at width
+        ``embed_dim``, see :func:`finetune_recipe_name`) with the fields set here overriding it."""
         import dataclasses
 
-        name = finetune_recipe_name(method, embed_dim) if self.recipe == "auto" else self.recipe
+        name = finetune_recipe_name(family, embed_dim) if self.recipe == "auto" else self.recipe
         changes = {f: getattr(self, f) for f in _RECIPE_OVERRIDES if getattr(self, f) is not None}
         return dataclasses.replace(FINETUNE_RECIPES[name], **changes)
 

@@ -194,6 +194,9 @@ class Checkpoint:
         if info.main:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+            for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):  # a killed writer's (SIGKILL/SIGTERM)
+                if stale != tmp:
+                    stale.unlink(missing_ok=True)
             try:
                 torch.save({"identity": self.identity, **state}, tmp)
                 os.replace(tmp, self.path)

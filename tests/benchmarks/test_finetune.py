@@ -126,15 +126,65 @@ def test_mfm_and_deit_schedules() -> None:
 
 def test_auto_recipe_follows_the_pretraining_paper() -> None:
     assert finetune_recipe_name("mae", 768) == "mae-vitb" and finetune_recipe_name("mae", 1024) == "mae-vitl"
-    assert finetune_recipe_name("semmae", 768) == "mae-vitb"
     assert finetune_recipe_name("ibot", 384) == "ibot-vits" and finetune_recipe_name("ibot", 768) == "ibot-vitb"
     assert finetune_recipe_name("mfm", 768) == "mfm-vitb"
-    assert finetune_recipe_name("mocov3", 768) == "deit-vitb"
-    assert finetune_recipe_name("dino", 384) == "mae-vitb"  # no recipe of its own, no ViT-S in MAE's: nearest
+    assert finetune_recipe_name("deit", 768) == "deit-vitb"
+    assert finetune_recipe_name(None, 384) == "mae-vitb"  # no recipe of its own, no ViT-S in MAE's: nearest
+    with pytest.raises(VitbenchError, match="family 'beit' .* has no recipe; families: deit, ibot, mae, mfm"):
+        finetune_recipe_name("beit", 768)
     r = FinetuneProtocol(epochs=3, layer_decay=0.5).resolve("ibot", 768)
     assert (r.name, r.epochs, r.layer_decay, r.drop_path, r.global_pool) == ("ibot-vitb", 3, 0.5, 0.2, "token")
+    assert FinetuneProtocol(recipe="mfm-vitb").resolve("mae", 384).name == "mfm-vitb"  # a forced recipe wins
     with pytest.raises(VitbenchError, match="unknown; recipes: auto, mae-vitb"):
         FinetuneProtocol.smoke(recipe="mae-vitz")
+
+
+# The recipe each adapter's encoders carry (Variant.finetune_recipe), as each paper's fine-tuning section says.
+AUTO_RECIPES = {
+    "mae:vitb16": "mae-vitb",
+    "mae:vitl16": "mae-vitl",
+    "mae:vith14": "mae-vith",
+    "semmae:vitb16": "mae-vitb",  # MAE's main_finetune.py, no command of its own
+    "semmae:vitb8": "mae-vitb",
+    "ibot:vits16": "ibot-vits",
+    "ibot:vitb16": "ibot-vitb",
+    "mfm:vitb16": "mfm-vitb",
+    "mocov3:vits16": "deit-vits",
+    "mocov3:vitb16": "deit-vitb",
+    "dino:vits16": "mae-vitb",  # DINO publishes no fine-tuning recipe: MAE's, nearest size
+    "deit:deitb16": "mae-vitb",
+}
+
+
+@pytest.mark.parametrize(("name", "recipe"), AUTO_RECIPES.items())
+def test_auto_recipe_comes_from_the_encoder_not_the_method_name(name: str, recipe: str) -> None:
+    """The harness reads the family from the encoder (its adapter's ``Variant.finetune_recipe``), never the method."""
+    with torch.device("meta"):  # no weights needed: the family and the width decide
+        enc = build_encoder(name, weights="random")
+    assert enc.finetune_recipe == get_adapter(name.split(":")[0]).variant(name.split(":")[1]).finetune_recipe
+    assert FinetuneProtocol().resolve(enc.finetune_recipe, enc.spec.embed_dim).name == recipe
+
+
+def test_every_declared_recipe_family_has_recipes() -> None:
+    from methods import list_methods
+
+    for m in list_methods():
+        for v in get_adapter(m).variants:
+            if v.finetune_recipe is not None:
+                assert finetune_recipe_name(v.finetune_recipe, 768).startswith(f"{v.finetune_recipe}-"), (m, v.name)
+
+
+@pytest.mark.usefixtures("tiny_mae")
+def test_the_harness_takes_the_recipe_family_from_the_encoder(imagefolder: Path, tmp_path: Path) -> None:
+    """An encoder of a method the harness has never heard of, carrying iBOT's family, trains with iBOT's recipe:
+    the choice follows the encoder's metadata alone."""
+    enc = build_encoder("mae:vitb16", weights="random")
+    enc.finetune_recipe = "ibot"
+    out = FinetuneHarness(get_task("imagenet-finetune")).run(
+        _ctx(enc, imagefolder, tmp_path), FinetuneProtocol.smoke(epochs=1, warmup_epochs=0)
+    )
+    assert out.probe["recipe"]["name"] == "ibot-vitb" and out.probe["pooling"] == "token"
+    assert "finetune_recipe 'ibot'" in out.probe["recipe_rule"]
 
 
 # ------------------------------------------------------------------------------------------------ end to end

@@ -141,3 +141,13 @@ def test_checkpoint_of_another_run_or_a_torn_file_starts_over(tmp_path: Path, ca
     assert training.Checkpoint(tmp_path, "c", {"protocol": "a"}).load("cpu") is None
     assert "unreadable checkpoint" in capsys.readouterr().err
     assert sorted(p.name for p in tmp_path.iterdir()) == ["c.pt"]  # no temp file left behind
+
+
+def test_a_killed_writers_temp_file_is_removed_by_the_next_save(tmp_path: Path) -> None:
+    """SIGKILL/SIGTERM during ``torch.save`` skips the ``finally``: the next save removes that temp file (a ViT-B
+    fine-tuning checkpoint with optimizer state is about 1 GB), and leaves other runs' checkpoints alone."""
+    stale = tmp_path / ".c.pt.999999.tmp"
+    stale.write_bytes(b"half a checkpoint")
+    (tmp_path / ".other.pt.999999.tmp").write_bytes(b"another checkpoint's")
+    training.Checkpoint(tmp_path, "c", {"protocol": "a"}).save({"epoch": 1}, training.DistInfo())
+    assert sorted(p.name for p in tmp_path.iterdir()) == [".other.pt.999999.tmp", "c.pt"]

@@ -1,5 +1,5 @@
-"""The leaderboard over the committed results: imagenet-finetune and linear-dino are runnable tasks with a registered
-protocol, and every reported linear number sits on the task of the protocol it came from."""
+"""The leaderboard over the committed results: imagenet-finetune, linear-dino and imagenet-supervised are runnable
+tasks with a registered protocol, and every reported linear number sits on the task of the protocol it came from."""
 
 from __future__ import annotations
 
@@ -14,7 +14,12 @@ RESULTS = Path(__file__).resolve().parents[2] / "results"
 
 def test_site_shows_the_trained_tasks_as_runnable(tmp_path: Path) -> None:
     build_site(RESULTS, tmp_path / "site")
-    for task, protocol in (("imagenet-finetune", "imagenet-finetune v1"), ("linear-dino", "dino-eval-linear v1")):
+    shown = (
+        ("imagenet-finetune", "imagenet-finetune v1"),
+        ("linear-dino", "dino-eval-linear v1"),
+        ("imagenet-supervised", "imagenet-supervised v1"),
+    )
+    for task, protocol in shown:
         page = (tmp_path / "site" / "tasks" / f"{task}.html").read_text()
         assert f"Registered protocol <code>{protocol}" in page, task
     assert "reported numbers only" in (tmp_path / "site" / "tasks" / "linear-mae.html").read_text()
@@ -35,4 +40,5 @@ def test_reported_linear_rows_are_on_their_own_protocols_task() -> None:
         "linear-igpt": {"vit-vqgan"},
     }
     assert get_task("linear-dino").runnable and get_task("imagenet-finetune").runnable
+    assert get_task("imagenet-supervised").runnable and get_task("imagenet-c").runnable
     assert not get_task("linear-mae").runnable

@@ -23,7 +23,7 @@ import torch
 
 from methods import build_encoder, get_adapter, list_methods
 from methods.base import Encoder, MethodAdapter, Variant
-from methods.errors import VitbenchError
+from methods.errors import CheckpointError, VitbenchError
 from methods.weights import strip_prefixes
 from tests.methods._official import official_file, shrink
 
@@ -341,11 +341,20 @@ def test_classifier_round_trip(method: str, variant: str, monkeypatch: pytest.Mo
     kept = {k.removeprefix("model.") for k in backbone.state_dict()}
     assert backbone.classifier is None and not set(v.classifier.keys) & kept
     _assert_same_features(backbone, enc, x)
+    # imagenet-finetune from the released file: a fresh head on the same pooled feature (Encoder.model_factory)
+    model, report = backbone.finetune_model(7)
+    assert report.missing_allowed and all(k.split(".")[0] in ("head", "fc", "aux_head") for k in report.missing_allowed)
+    with torch.no_grad():
+        model.eval()
+        pooled = model.forward_head(model.forward_features(x), pre_logits=True)
+        torch.testing.assert_close(pooled, enc.forward_global(x), atol=1e-4, rtol=0)
+        assert model(x).shape == (2, 7)
+    with pytest.raises(CheckpointError, match="built with its released classifier"):
+        loaded.finetune_model(7)
 
 
 def test_classifier_refused_for_backbone_only_variants() -> None:
     """Every variant without a released head refuses ``classifier=True`` in one line, before building anything."""
-    from methods.errors import CheckpointError
 
     for name, v in _variants():
         if v.classifier is None:
