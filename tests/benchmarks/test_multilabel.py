@@ -160,7 +160,8 @@ def test_topk_precision_recall_f1_by_hand() -> None:
 # ------------------------------------------------------------------------------------------------ DualCoOp maths
 def test_region_aggregation_shapes_and_single_region_case() -> None:
     gen = torch.Generator().manual_seed(0)
-    regions, text = torch.randn(3, 7, 16, generator=gen), torch.nn.functional.normalize(torch.randn(10, 16), dim=-1)
+    regions = torch.randn(3, 7, 16, generator=gen)
+    text = torch.nn.functional.normalize(torch.randn(10, 16, generator=gen), dim=-1)
     logits = aggregate(regions, text)
     assert logits.shape == (3, 2, 5)
     # One region: the class-wise softmax over regions is 1, so each logit is 5 * 20 * cos(region, prompt).
