@@ -3,9 +3,10 @@
 For each val image the k most cosine-similar train images vote for their class with weight
 ``exp(similarity / T)``; top-1/top-5 are read off the summed votes. k = 20 is the headline.
 
-:func:`knn_predict` is what the harness runs: one similarity pass for all k of the protocol, in chunks of test rows x
-train rows read straight from the memory-mapped fp16 cache (never the whole train x test similarity matrix, nor the
-train features as float32, in memory), a running top-k(max k), then each k's vote from the first k neighbours.
+:func:`knn_predict` is what the harness runs: one similarity pass for all k of the protocol, in chunks of train rows
+(read once, straight from the memory-mapped fp16 cache) x blocks of test rows (never the whole train x test
+similarity matrix, nor the train features as float32, in memory), a running top-k(max k) per test row, then each
+k's vote from the first k neighbours.
 Its predictions are those of :func:`knn_classify` (DINO's ``knn_classifier``, one k and all train rows at once;
 the reference the tests compare with). Under torchrun the test chunks are dealt out over ranks and the correct
 counts summed (integers: the metrics are those of one process).
@@ -67,22 +68,29 @@ def _rows(x: Features, start: int, stop: int) -> torch.Tensor:
 
 @torch.no_grad()
 def knn_neighbours(
-    train_x: Features, test_x: Features, k: int, *, start: int, stop: int, train_chunk: int = 32768
-) -> tuple[torch.Tensor, torch.Tensor]:
-    """The ``k`` most cosine-similar train rows of test rows ``start:stop``: (similarities, train indices), each
-    ``[stop - start, k]``, in descending similarity. Train rows are read ``train_chunk`` at a time and merged into a
-    running top-k, so memory is ``[rows, train_chunk]``, whatever the train-set size."""
-    q = _rows(test_x, start, stop)
+    train_x: Features,
+    test_x: Features,
+    k: int,
+    *,
+    rows: Sequence[tuple[int, int]],
+    train_chunk: int = 32768,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``k`` most cosine-similar train rows of each test block ``(start, stop)`` in ``rows``: (similarities,
+    train indices), each ``[stop - start, k]``, in descending similarity. Train rows are read (and normalised) once,
+    ``train_chunk`` at a time, each chunk against every test block, merged into a running top-k per block: memory is
+    ``[block, train_chunk]`` plus ``[test rows, k]``, whatever the train-set size."""
     n = len(train_x)
-    best_sim = torch.empty(len(q), 0)
-    best_idx = torch.empty(len(q), 0, dtype=torch.long)
+    queries = [_rows(test_x, start, stop) for start, stop in rows]
+    best = [(torch.empty(len(q), 0), torch.empty(len(q), 0, dtype=torch.long)) for q in queries]
     for t in range(0, n, train_chunk):
-        sim = q @ _rows(train_x, t, min(t + train_chunk, n)).T  # [rows, chunk]
-        top_sim, top_idx = sim.topk(min(k, sim.shape[1]), dim=1)
-        cand_sim, cand_idx = torch.cat([best_sim, top_sim], 1), torch.cat([best_idx, top_idx + t], 1)
-        best_sim, pos = cand_sim.topk(min(k, cand_sim.shape[1]), dim=1)
-        best_idx = cand_idx.gather(1, pos)
-    return best_sim, best_idx
+        keys = _rows(train_x, t, min(t + train_chunk, n)).T  # [D, chunk]
+        for i, q in enumerate(queries):
+            sim = q @ keys  # [block, chunk]
+            top_sim, top_idx = sim.topk(min(k, sim.shape[1]), dim=1)
+            cand_sim, cand_idx = torch.cat([best[i][0], top_sim], 1), torch.cat([best[i][1], top_idx + t], 1)
+            best_sim, pos = cand_sim.topk(min(k, cand_sim.shape[1]), dim=1)
+            best[i] = (best_sim, cand_idx.gather(1, pos))
+    return best
 
 
 @torch.no_grad()
@@ -103,13 +111,10 @@ def knn_predict(
     the train-set size; one similarity pass and one top-k(max k) serve all k."""
     n_train, n_test = len(train_x), len(test_x)
     kmax = min(max(ks), n_train)
-    all_chunks = range((n_test + test_chunk - 1) // test_chunk)
+    mine = list(range((n_test + test_chunk - 1) // test_chunk) if chunks is None else chunks)
+    rows = [(c * test_chunk, min((c + 1) * test_chunk, n_test)) for c in mine]
     out: dict[int, dict[int, torch.Tensor]] = {k: {} for k in ks}
-    for c in all_chunks if chunks is None else chunks:
-        s = c * test_chunk
-        sims, idx = knn_neighbours(
-            train_x, test_x, kmax, start=s, stop=min(s + test_chunk, n_test), train_chunk=train_chunk
-        )
+    for c, (sims, idx) in zip(mine, knn_neighbours(train_x, test_x, kmax, rows=rows, train_chunk=train_chunk)):
         labels = train_y[idx]
         weight = (sims / temperature).exp()
         for k in ks:

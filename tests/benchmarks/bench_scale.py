@@ -89,17 +89,26 @@ def test_knn_all_k_vs_one_bare_pass(benchmark, tmp_path: Path) -> None:  # noqa:
 
     t_train, t_test = torch.from_numpy(np.array(train)), torch.from_numpy(np.array(test))
     _one_pass(t_train[:2000], ty[:2000], t_test[:512], ks, classes)  # warm-up
-    t0 = time.perf_counter()
-    bare = _one_pass(t_train, ty, t_test, ks, classes)
-    bare_s = time.perf_counter() - t0
+    rounds = int(os.environ.get("VITBENCH_BENCH_ROUNDS", "2"))
+    bare_times: list[float] = []
+    bare: dict = {}
+    result: dict = {}
+
+    def bare_round() -> None:  # pytest-benchmark's untimed setup: the baseline runs right before each timed round
+        t0 = time.perf_counter()
+        bare.update(_one_pass(t_train, ty, t_test, ks, classes))
+        bare_times.append(time.perf_counter() - t0)
+
+    def ours() -> None:
+        result.update(knn_accuracy(train, ty, test, vy, ks, 0.07, classes))
+
+    benchmark.pedantic(ours, setup=bare_round, rounds=rounds)
+    bare_s, ours_s = min(bare_times), benchmark.stats.stats.min  # a shared machine: the least-disturbed rounds
     t0 = time.perf_counter()
     tx, vx = (torch.nn.functional.normalize(t.float(), dim=1) for t in (t_train, t_test))
     old = {k: knn_classify(tx, ty, vx, vy, k, 0.07, classes) for k in ks}
     per_k_s = time.perf_counter() - t0
 
-    result: dict = {}
-    benchmark.pedantic(lambda: result.update(knn_accuracy(train, ty, test, vy, ks, 0.07, classes)), rounds=1)
-    ours_s = benchmark.stats.stats.mean
     for k in ks:
         acc = 100.0 * float((bare[k][:, 0] == vy).sum()) / n_test
         assert result[k][0] == acc == old[k][0], k  # the same votes, three ways
