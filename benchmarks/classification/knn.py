@@ -73,7 +73,7 @@ def knn_neighbours(
     k: int,
     *,
     rows: Sequence[tuple[int, int]],
-    train_chunk: int = 32768,
+    train_chunk: int = 65536,
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The ``k`` most cosine-similar train rows of each test block ``(start, stop)`` in ``rows``: (similarities,
     train indices), each ``[stop - start, k]``, in descending similarity. Train rows are read (and normalised) once,
@@ -103,7 +103,7 @@ def knn_predict(
     num_classes: int,
     *,
     test_chunk: int = 512,
-    train_chunk: int = 32768,
+    train_chunk: int = 65536,
     chunks: Iterable[int] | None = None,
 ) -> dict[int, dict[int, torch.Tensor]]:
     """Top-5 predicted classes of the weighted vote, for every k at once: ``{k: {chunk: [rows, min(5, C)]}}``
