@@ -203,6 +203,5 @@ class KnnHarness(Harness):
             "n_train": len(train),
             "n_classes": len(train.classes),
             "effective_k": {str(k): min(k, len(train)) for k in protocol.ks},
-            "world_size": info.world,
         }
         return RunOutput(metrics=metrics, dataset=dataset_info(ctx.data_root, train, val), probe=probe)

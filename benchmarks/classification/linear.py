@@ -163,7 +163,6 @@ class LinearHarness(Harness):
             **_card(ctx, protocol, blocks, f"{enc.spec.probe_pool} token per block"),
             "recipes": list(train_r),
             "selection": f"best holdout top-1 on {protocol.holdout_fraction:.0%} of train, last-epoch weights",
-            "world_size": info.world,
         }
         return RunOutput(
             metrics={"top1": res.metrics["top1"], "top5": res.metrics["top5"], "holdout_top1": res.holdout},
