@@ -161,6 +161,8 @@ def cmd_run(args: argparse.Namespace) -> int:
         resample_pos_embed=args.resample_pos_embed,
     )
     path, record = run(req)
+    if int(os.environ.get("RANK", os.environ.get("SLURM_PROCID", "0"))) != 0:
+        return 0  # under torchrun / srun only rank 0 writes the record and reports it
     if record is None:
         print(f"skipped: {path} exists (use --force to run again)")
         return 0

@@ -13,6 +13,12 @@ non-finite features is refused naming its images, and nothing is cached for it (
 for what harnesses compute outside this cache). Cache space is reserved up front
 (``posix_fallocate``), so a full disk is one line naming the folder and the space needed, never a SIGBUS from a
 sparse memory map.
+
+Under torchrun (``dist`` of several ranks) each rank extracts every ``world``-th image (rank ``r``: images ``r, r +
+world, ...``; no padding, so no image is counted twice) into a shard folder of its own, resumable like a whole
+extraction; rank 0 then interleaves the shards into the ordinary cache folder (in chunks of rows, so memory stays
+flat) and every rank reads that. The cache must be on a file system every rank sees (one node always is; on
+several nodes point ``VITBENCH_CACHE`` at shared storage).
 """
 
 from __future__ import annotations
@@ -31,6 +37,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
+from benchmarks.distributed import DistInfo, barrier
 from benchmarks.progress import progress_bar
 from benchmarks.records import atomic_write_text
 from methods.errors import DataError, VitbenchError
@@ -122,9 +129,18 @@ def extract(
     desc: str = "extract",
     progress: bool = True,
     flush_every: int = 20,
+    dist: DistInfo | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``fn`` (images ``[B, C, H, W]`` -> named feature tensors ``[B, ...]``) over ``dataset`` and return the
-    features as fp16 arrays plus ``labels`` (int64). With ``cache_dir`` None nothing is written to disk."""
+    features as fp16 arrays plus ``labels`` (int64). With ``cache_dir`` None nothing is written to disk.
+
+    ``dist`` of several ranks: this rank extracts its shard, rank 0 assembles the whole (module docstring); every
+    rank returns all ``N`` rows."""
+    if dist is not None and dist.world > 1:
+        if cache_dir is None:
+            raise ValueError("extraction over several processes needs a feature cache folder (the shards meet there)")
+        kw = {"batch_size": batch_size, "num_workers": num_workers, "flush_every": flush_every}
+        return _extract_sharded(fn, dataset, key, Path(cache_dir), device, dist, desc, progress, kw)
     n = len(dataset)  # type: ignore[arg-type]  # map-style datasets are Sized
     workers = default_workers() if num_workers is None else num_workers
     folder = None if cache_dir is None else Path(cache_dir) / key.digest()
@@ -246,6 +262,117 @@ def _same_files(rows: np.ndarray | None, paths: Sequence[Sample] | None, done: i
         return False
     again = [_sample_digest(p) for p in paths[:done]]
     return b"".join(again) == np.ascontiguousarray(rows[:done]).tobytes()
+
+
+class _Shard(Dataset):
+    """Every ``world``-th item of ``parent`` from ``rank`` on; its content digest is the parent's."""
+
+    def __init__(self, parent: Dataset, rank: int, world: int) -> None:
+        n = len(parent)  # type: ignore[arg-type]
+        self.parent, self.indices = parent, range(rank, n, world)
+        split = getattr(parent, "split", None)
+        if split is not None and hasattr(split, "subset"):  # so a non-finite batch still names its files
+            self.split = split.subset(list(self.indices))
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int):  # noqa: ANN204  # the parent's item
+        return self.parent[self.indices[i]]
+
+    def content_digest(self) -> str | None:
+        return dataset_content(self.parent)
+
+
+def _cached(folder: Path, content: str | None) -> dict[str, np.ndarray] | None:
+    if not (folder / "meta.json").exists():
+        return None
+    meta = json.loads((folder / "meta.json").read_text())
+    if meta.get("content") != content:
+        return None
+    return {name: np.load(folder / f"{name}.npy", mmap_mode="r") for name in meta["arrays"]}
+
+
+def _extract_sharded(
+    fn: ExtractFn,
+    dataset: Dataset,
+    key: FeatureKey,
+    cache_dir: Path,
+    device: str,
+    dist: DistInfo,
+    desc: str,
+    progress: bool,
+    kw: dict,
+) -> dict[str, np.ndarray]:
+    from dataclasses import replace
+
+    folder = cache_dir / key.digest()
+    content = dataset_content(dataset)
+    if (whole := _cached(folder, content)) is not None:
+        return whole
+    barrier(dist)  # every rank has looked before rank 0 may replace a stale folder
+    n = len(dataset)  # type: ignore[arg-type]
+    shard_keys = [replace(key, what=f"{key.what}|shard={r}/{dist.world}") for r in range(dist.world)]
+    extract(
+        fn,
+        _Shard(dataset, dist.rank, dist.world),
+        shard_keys[dist.rank],
+        cache_dir=cache_dir,
+        device=device,
+        desc=f"{desc} (rank {dist.rank}/{dist.world})",
+        progress=progress and dist.main,
+        **kw,
+    )
+    barrier(dist)
+    if dist.main:
+        shards = []
+        for r, k in enumerate(shard_keys):
+            got = _cached(cache_dir / k.digest(), content)
+            if got is None:
+                raise VitbenchError(_unshared(cache_dir / k.digest(), r))
+            shards.append(got)
+        _merge_shards(folder, shards, n, dist.world, key, content)
+        for k in shard_keys:
+            shutil.rmtree(cache_dir / k.digest(), ignore_errors=True)
+    barrier(dist)
+    whole = _cached(folder, content)
+    if whole is None:
+        raise VitbenchError(_unshared(folder, 0))
+    return whole
+
+
+def _unshared(folder: Path, rank: int) -> str:
+    return (
+        f"{folder}: the features rank {rank} wrote are not visible here; under torchrun/srun on several nodes the "
+        "feature cache must be on a file system every rank sees (set VITBENCH_CACHE or --cache to shared storage)"
+    )
+
+
+def _merge_shards(
+    folder: Path,
+    shards: list[dict[str, np.ndarray]],
+    n: int,
+    world: int,
+    key: FeatureKey,
+    content: str | None,
+    rows: int = 1 << 14,
+) -> None:
+    """Interleave ``shards`` (rank ``r`` holds images ``r, r + world, ...``) into ``folder``, ``rows`` at a time."""
+    partial = folder.with_name(folder.name + ".partial")
+    shutil.rmtree(partial, ignore_errors=True)
+    arrays = _allocate(partial, {name: v[:1] for name, v in shards[0].items()}, n)
+    for r, shard in enumerate(shards):
+        for name, src in shard.items():
+            for s in range(0, len(src), rows):
+                block = np.asarray(src[s : s + rows])
+                arrays[name][r + s * world : r + (s + len(block)) * world : world] = block
+    for arr in arrays.values():
+        if isinstance(arr, np.memmap):
+            arr.flush()
+    meta = {"key": key.__dict__, "n": n, "arrays": list(arrays), "content": content, "shards": world}
+    atomic_write_text(partial / "meta.json", json.dumps(meta))
+    shutil.rmtree(folder, ignore_errors=True)  # stale (other contents): every rank saw it before this barrier
+    os.replace(partial, folder)
 
 
 def _first_file(dataset: Dataset, i: int) -> Path | None:

@@ -161,6 +161,7 @@ class Provenance(_Model):
     wall_s: float = Field(ge=0)
     command: str
     host: str | None = None
+    world_size: int = Field(default=1, ge=1)  # processes the run ran on (torchrun / srun); 1 without a launcher
 
     @field_validator("command", "device")
     @classmethod

@@ -117,6 +117,7 @@ def make_record(
     wall_s: float,
     device: str,
     command: str,
+    world_size: int = 1,
 ) -> Record:
     ident = encoder.identity
     metas: dict[str, MetricMeta] = {}
@@ -151,6 +152,7 @@ def make_record(
             wall_s=round(wall_s, 3),
             command=command,
             host=platform.node() or None,
+            world_size=world_size,
         ),
         probe={"spec": encoder.spec.to_dict(), "data_config": encoder.data_config.to_dict(), **output.probe},
         extra=output.extra,
@@ -216,9 +218,11 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
     )
     output = harness.run(ctx, protocol)
     command = req.command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
-    record = make_record(
-        encoder, spec, protocol, output, req.seed, req.smoke, started, time.perf_counter() - t0, device, command
-    )
+    from benchmarks.distributed import world_size_from_env
+
+    wall = time.perf_counter() - t0
+    world = world_size_from_env(launcher)
+    record = make_record(encoder, spec, protocol, output, req.seed, req.smoke, started, wall, device, command, world)
     if rank != 0:
         return Path(req.out) / record.relpath(), record
     return write_record(record, req.out, force=req.force), record

@@ -2,18 +2,34 @@
 
 For each val image the k most cosine-similar train images vote for their class with weight
 ``exp(similarity / T)``; top-1/top-5 are read off the summed votes. k = 20 is the headline.
+
+:func:`knn_predict` is what the harness runs: one similarity pass for all k of the protocol, in chunks of train rows
+(read once, straight from the memory-mapped fp16 cache) x blocks of test rows (never the whole train x test
+similarity matrix, nor the train features as float32, in memory), a running top-k(max k) per test row, then each
+k's vote from the first k neighbours.
+Its predictions are those of :func:`knn_classify` (DINO's ``knn_classifier``, one k and all train rows at once;
+the reference the tests compare with). Under torchrun the test chunks are dealt out over ranks and the correct
+counts summed (integers: the metrics are those of one process).
 """
 
 from __future__ import annotations
 
+from collections.abc import Iterable, Sequence
+
+import numpy as np
 import torch
+import torch.nn.functional as F
 
 from benchmarks.classification.common import load_splits, require_train_size
 from benchmarks.classification.protocols import KnnProtocol
+from benchmarks.data.imagefolder import Split
+from benchmarks.distributed import DistInfo, all_sum, finish_distributed, init_distributed
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.probe.engine import as_tensor, dataset_info, global_features, transform_for
 
-__all__ = ["KnnHarness", "KnnProtocol", "knn_classify"]
+__all__ = ["KnnHarness", "KnnProtocol", "knn_classify", "knn_predict"]
+
+Features = np.ndarray | torch.Tensor  # [N, D]: a (memory-mapped) fp16 array or a tensor, not yet normalised
 
 
 @torch.no_grad()
@@ -43,23 +59,141 @@ def knn_classify(
     return 100.0 * correct1 / n, 100.0 * correct5 / n
 
 
+def _rows(x: Features, start: int, stop: int) -> torch.Tensor:
+    """Rows ``start:stop`` as L2-normalised float32 (row-wise: the same values as normalising all rows at once)."""
+    block = x[start:stop]
+    t = torch.from_numpy(np.array(block)) if isinstance(block, np.ndarray) else block  # a copy: memmaps are read-only
+    return F.normalize(t.float(), dim=1)
+
+
+@torch.no_grad()
+def knn_neighbours(
+    train_x: Features,
+    test_x: Features,
+    k: int,
+    *,
+    rows: Sequence[tuple[int, int]],
+    train_chunk: int = 65536,
+) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """The ``k`` most cosine-similar train rows of each test block ``(start, stop)`` in ``rows``: (similarities,
+    train indices), each ``[stop - start, k]``, in descending similarity. Train rows are read (and normalised) once,
+    ``train_chunk`` at a time, each chunk against every test block, merged into a running top-k per block: memory is
+    ``[block, train_chunk]`` plus ``[test rows, k]``, whatever the train-set size."""
+    n = len(train_x)
+    queries = [_rows(test_x, start, stop) for start, stop in rows]
+    best = [(torch.empty(len(q), 0), torch.empty(len(q), 0, dtype=torch.long)) for q in queries]
+    for t in range(0, n, train_chunk):
+        keys = _rows(train_x, t, min(t + train_chunk, n)).T  # [D, chunk]
+        for i, q in enumerate(queries):
+            sim = q @ keys  # [block, chunk]
+            top_sim, top_idx = sim.topk(min(k, sim.shape[1]), dim=1)
+            cand_sim, cand_idx = torch.cat([best[i][0], top_sim], 1), torch.cat([best[i][1], top_idx + t], 1)
+            best_sim, pos = cand_sim.topk(min(k, cand_sim.shape[1]), dim=1)
+            best[i] = (best_sim, cand_idx.gather(1, pos))
+    return best
+
+
+@torch.no_grad()
+def knn_predict(
+    train_x: Features,
+    train_y: torch.Tensor,
+    test_x: Features,
+    ks: Sequence[int],
+    temperature: float,
+    num_classes: int,
+    *,
+    test_chunk: int = 512,
+    train_chunk: int = 65536,
+    chunks: Iterable[int] | None = None,
+) -> dict[int, dict[int, torch.Tensor]]:
+    """Top-5 predicted classes of the weighted vote, for every k at once: ``{k: {chunk: [rows, min(5, C)]}}``
+    where chunk ``c`` holds test rows ``c * test_chunk ...``; ``chunks`` picks which (default: all). k is capped at
+    the train-set size; one similarity pass and one top-k(max k) serve all k."""
+    n_train, n_test = len(train_x), len(test_x)
+    kmax = min(max(ks), n_train)
+    mine = list(range((n_test + test_chunk - 1) // test_chunk) if chunks is None else chunks)
+    rows = [(c * test_chunk, min((c + 1) * test_chunk, n_test)) for c in mine]
+    out: dict[int, dict[int, torch.Tensor]] = {k: {} for k in ks}
+    for c, (sims, idx) in zip(mine, knn_neighbours(train_x, test_x, kmax, rows=rows, train_chunk=train_chunk)):
+        labels = train_y[idx]
+        weight = (sims / temperature).exp()
+        for k in ks:
+            kk = min(k, n_train)
+            votes = torch.zeros(len(idx), num_classes, dtype=weight.dtype)
+            votes.scatter_add_(1, labels[:, :kk], weight[:, :kk])
+            out[k][c] = votes.topk(min(5, num_classes), dim=1).indices
+    return out
+
+
+def knn_accuracy(
+    train_x: Features,
+    train_y: torch.Tensor,
+    test_x: Features,
+    test_y: torch.Tensor,
+    ks: Sequence[int],
+    temperature: float,
+    num_classes: int,
+    dist: DistInfo | None = None,
+    test_chunk: int = 512,
+) -> dict[int, tuple[float, float]]:
+    """``{k: (top-1, top-5)}`` (%) of :func:`knn_predict`; with ``dist`` each rank votes for every world-th test
+    chunk and the counts are summed over ranks."""
+    n_chunks = (len(test_x) + test_chunk - 1) // test_chunk
+    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
+    preds = knn_predict(
+        train_x,
+        train_y,
+        test_x,
+        ks,
+        temperature,
+        num_classes,
+        test_chunk=test_chunk,
+        chunks=range(rank, n_chunks, world),
+    )
+    counts: list[float] = []
+    for k in ks:
+        c1 = c5 = 0
+        for c, pred in preds[k].items():
+            target = test_y[c * test_chunk : c * test_chunk + len(pred), None]
+            c1 += int((pred[:, :1] == target).sum())
+            c5 += int((pred == target).any(dim=1).sum())
+        counts += [c1, c5]
+    if dist is not None:
+        counts = all_sum(counts, dist)
+    n = len(test_x)
+    return {k: (100.0 * counts[2 * i] / n, 100.0 * counts[2 * i + 1] / n) for i, k in enumerate(ks)}
+
+
 class KnnHarness(Harness):
     """The ``knn`` task: features from ``forward_global``, extracted once per split through the cache."""
 
     def run(self, ctx: RunContext, protocol: KnnProtocol) -> RunOutput:
         train, val = load_splits(ctx.data_root)
         require_train_size(train, protocol.headline_k, f"the headline k={protocol.headline_k} of the k-NN vote needs")
+        info = init_distributed(ctx)
+        try:
+            return self._run(ctx, protocol, info, train, val)
+        finally:
+            finish_distributed(info)
+
+    def _run(self, ctx: RunContext, protocol: KnnProtocol, info: DistInfo, train: Split, val: Split) -> RunOutput:
         encoder = ctx.encoder
-        kw = {"resolution": protocol.resolution, "device": ctx.device, "cache_dir": ctx.cache_dir}
-        feats = [global_features(encoder, s, progress=ctx.progress, **kw) for s in (train, val)]
-        (tx, ty), (vx, vy) = [
-            (torch.nn.functional.normalize(as_tensor(f["global"]).float(), dim=1), as_tensor(f["labels"]).long())
-            for f in feats
-        ]
+        kw = {"resolution": protocol.resolution, "device": info.device, "cache_dir": ctx.cache_dir, "dist": info}
+        tr, va = (global_features(encoder, s, progress=ctx.progress, **kw) for s in (train, val))
+        ks = sorted(set(protocol.ks) | {protocol.headline_k})
+        accs = knn_accuracy(
+            tr["global"],
+            as_tensor(tr["labels"]).long(),
+            va["global"],
+            as_tensor(va["labels"]).long(),
+            ks,
+            protocol.temperature,
+            len(train.classes),
+            info,
+        )
         metrics: dict[str, float] = {}
-        for k in sorted(set(protocol.ks) | {protocol.headline_k}):
-            top1, top5 = knn_classify(tx, ty, vx, vy, k, protocol.temperature, len(train.classes))
-            metrics[f"top1_k{k}"], metrics[f"top5_k{k}"] = top1, top5
+        for k in ks:
+            metrics[f"top1_k{k}"], metrics[f"top5_k{k}"] = accs[k]
         metrics["top1"] = metrics[f"top1_k{protocol.headline_k}"]
         metrics["top5"] = metrics[f"top5_k{protocol.headline_k}"]
         probe = {

@@ -18,8 +18,11 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from benchmarks.checkpoint import Checkpoint
 from benchmarks.classification.common import load_splits, require_per_class
 from benchmarks.classification.protocols import LinearProtocol, PerLayerProtocol
+from benchmarks.data.imagefolder import Split
+from benchmarks.distributed import DistInfo, finish_distributed, init_distributed
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.probe.engine import (
     as_tensor,
@@ -53,8 +56,20 @@ def recipes(tok: torch.Tensor, avg: torch.Tensor, n_last_blocks: tuple[int, ...]
     return out
 
 
-def _grid_kwargs(ctx: RunContext, protocol: LinearProtocol | PerLayerProtocol) -> dict:
+def _grid_kwargs(
+    ctx: RunContext, protocol: LinearProtocol | PerLayerProtocol, info: DistInfo, train: Split, val: Split
+) -> dict:
+    """The grid's hyper-parameters, DDP group and per-epoch checkpoint (resumed by a rerun of the same run)."""
+    ident = {
+        "protocol": protocol.hash(),
+        "weights": ctx.encoder.identity.weights_id,
+        "data": f"{train.fingerprint()}:{val.fingerprint()}",
+        "seed": str(ctx.seed),
+        "world": str(info.world),
+    }
     return {
+        "dist": info,
+        "checkpoint": Checkpoint(ctx.work_dir, "linear-grid", ident),
         "lrs": protocol.lrs,
         "epochs": protocol.epochs,
         "batch_size": protocol.batch_size,
@@ -62,17 +77,34 @@ def _grid_kwargs(ctx: RunContext, protocol: LinearProtocol | PerLayerProtocol) -
         "weight_decay": protocol.weight_decay,
         "holdout_fraction": protocol.holdout_fraction,
         "seed": ctx.seed,
-        "device": ctx.device,
+        "device": info.device,
         "progress": ctx.progress,
     }
 
 
-def _features(ctx: RunContext, protocol: LinearProtocol | PerLayerProtocol, blocks: list[int]):
+def _splits(ctx: RunContext) -> tuple[Split, Split]:
     train, val = load_splits(ctx.data_root)
     require_per_class(train, 2, "a class needs to be both fitted and held out for head selection")
-    kw = {"resolution": protocol.resolution, "device": ctx.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress}
+    return train, val
+
+
+def _features(
+    ctx: RunContext,
+    protocol: LinearProtocol | PerLayerProtocol,
+    blocks: list[int],
+    info: DistInfo,
+    train: Split,
+    val: Split,
+):
+    kw = {
+        "resolution": protocol.resolution,
+        "device": info.device,
+        "cache_dir": ctx.cache_dir,
+        "progress": ctx.progress,
+        "dist": info,
+    }
     tr, va = (block_features(ctx.encoder, s, blocks, **kw) for s in (train, val))
-    return train, val, tr, va
+    return tr, va
 
 
 def differences_from_dino(protocol: LinearProtocol | PerLayerProtocol) -> list[str]:
@@ -107,16 +139,25 @@ class LinearHarness(Harness):
     ``cls_lastK`` recipes with K > 1 are not built. The probe card lists the recipes actually trained."""
 
     def run(self, ctx: RunContext, protocol: LinearProtocol) -> RunOutput:
+        train, val = _splits(ctx)
+        info = init_distributed(ctx)
+        try:
+            return self._run(ctx, protocol, info, train, val)
+        finally:
+            finish_distributed(info)
+
+    def _run(self, ctx: RunContext, protocol: LinearProtocol, info: DistInfo, train: Split, val: Split) -> RunOutput:
         enc = ctx.encoder
         nb = enc.spec.num_blocks
         k = min(max(protocol.n_last_blocks), nb) if enc.spec.family == "vit" else 1
         blocks = list(range(nb - k, nb))
         n_last = tuple(n for n in protocol.n_last_blocks if n <= k) or (1,)
-        train, val, tr, va = _features(ctx, protocol, blocks)
+        tr, va = _features(ctx, protocol, blocks, info, train, val)
         y, vy = as_tensor(tr["labels"]).long(), as_tensor(va["labels"]).long()
         train_r = recipes(stack_blocks(tr, "tok", blocks), stack_blocks(tr, "avg", blocks), n_last, protocol.avgpool)
         val_r = recipes(stack_blocks(va, "tok", blocks), stack_blocks(va, "avg", blocks), n_last, protocol.avgpool)
-        res = fit_grid(train_r, y, val_r, vy, Target("single", len(train.classes)), **_grid_kwargs(ctx, protocol))
+        target = Target("single", len(train.classes))
+        res = fit_grid(train_r, y, val_r, vy, target, **_grid_kwargs(ctx, protocol, info, train, val))
         probe = {
             "selected_head": res.best,
             **_card(ctx, protocol, blocks, f"{enc.spec.probe_pool} token per block"),
@@ -135,9 +176,17 @@ class PerLayerLinearHarness(Harness):
     """The ``linear-perlayer`` task: one head per block (probe token and avg-pooled patches separately)."""
 
     def run(self, ctx: RunContext, protocol: PerLayerProtocol) -> RunOutput:
+        train, val = _splits(ctx)
+        info = init_distributed(ctx)
+        try:
+            return self._run(ctx, protocol, info, train, val)
+        finally:
+            finish_distributed(info)
+
+    def _run(self, ctx: RunContext, protocol: PerLayerProtocol, info: DistInfo, train: Split, val: Split) -> RunOutput:
         enc = ctx.encoder
         blocks = list(protocol.blocks) if protocol.blocks is not None else list(range(enc.spec.num_blocks))
-        train, val, tr, va = _features(ctx, protocol, blocks)
+        tr, va = _features(ctx, protocol, blocks, info, train, val)
         y, vy = as_tensor(tr["labels"]).long(), as_tensor(va["labels"]).long()
 
         def per_block(f: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
@@ -147,7 +196,8 @@ class PerLayerLinearHarness(Harness):
             return out
 
         tr_r, va_r = per_block(tr), per_block(va)
-        res = fit_grid(tr_r, y, va_r, vy, Target("single", len(train.classes)), **_grid_kwargs(ctx, protocol))
+        target = Target("single", len(train.classes))
+        res = fit_grid(tr_r, y, va_r, vy, target, **_grid_kwargs(ctx, protocol, info, train, val))
         metrics: dict[str, float] = {}
         selected = {}
         for recipe in tr_r:

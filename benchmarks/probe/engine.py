@@ -15,6 +15,8 @@ from typing import Any
 import numpy as np
 import torch
 
+from benchmarks.checkpoint import Checkpoint
+from benchmarks.distributed import DistInfo
 from benchmarks.features import ExtractFn, FeatureKey, default_cache_dir, extract
 from benchmarks.probe.data import ChannelMap, EvalTransform, LabelledSplit, ProbeDataset, TrainTransform
 from benchmarks.probe.heads import Target, evaluate_head, holdout_split, train_head_grid
@@ -73,8 +75,10 @@ def extract_split(
     missing_bands: str = "error",
     transform: EvalTransform | None = None,
     channel_map: ChannelMap | None = None,
+    dist: DistInfo | None = None,
 ) -> dict[str, np.ndarray]:
     """Run ``fn`` over ``split`` through the cache; arrays ``[N, ...]`` plus ``labels`` (the split's targets).
+    With ``dist`` of several ranks each rank extracts 1/world of the images and every rank gets all ``N`` rows.
 
     ``transform`` replaces the encoder's eval transform where the task fixes its own (BigEarthNet: Resize 128 +
     CenterCrop 112 for every encoder); ``channel_map`` adapts multi-band data to an RGB encoder."""
@@ -91,6 +95,7 @@ def extract_split(
         batch_size=batch_size,
         desc=f"features {split.name}",
         progress=progress,
+        dist=dist,
     )
 
 
@@ -165,13 +170,18 @@ def fit_grid(
     seed: int,
     device: str,
     progress: bool,
+    dist: DistInfo | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> GridResult:
     """Train the grid on the non-held-out part of train, select the head with the best hold-out metric
     (``target.selection_metric``; ties go to the shorter name, i.e. the simpler recipe), evaluate on
     ``evaluation``. :meth:`GridResult.best_of` selects within one recipe (per-layer probes).
 
     ``holdout_fraction`` 0 trains on all of train with nothing held out; there is then nothing to select with, so
-    the grid must be a single head (one recipe, one lr) and ``GridResult.holdout`` is NaN."""
+    the grid must be a single head (one recipe, one lr) and ``GridResult.holdout`` is NaN.
+
+    ``dist`` / ``checkpoint``: DDP over ranks and per-epoch resume (:func:`~benchmarks.probe.heads.train_head_grid`);
+    every rank then selects and evaluates the same heads."""
     if holdout_fraction == 0:
         if len(train) * len(lrs) != 1:
             raise ValueError(
@@ -194,6 +204,8 @@ def fit_grid(
         seed,
         device,
         progress,
+        dist=dist,
+        checkpoint=checkpoint,
     )
     key = target.selection_metric
     grid: dict[str, dict[str, float]] = {}

@@ -22,7 +22,20 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from benchmarks.checkpoint import Checkpoint
+from benchmarks.distributed import DistInfo
 from benchmarks.progress import progress_bar
+
+
+class _Heads(torch.nn.Module):
+    """The grid's heads as one module (what DDP wraps): features per recipe in, logits per recipe out."""
+
+    def __init__(self, heads: list[torch.nn.Linear]) -> None:
+        super().__init__()
+        self.heads = torch.nn.ModuleList(heads)
+
+    def forward(self, xs: list[torch.Tensor]) -> list[torch.Tensor]:
+        return [h(x) for h, x in zip(self.heads, xs, strict=True)]
 
 
 @dataclass(frozen=True)
@@ -188,6 +201,8 @@ def train_head_grid(
     *,
     schedule: str = "cosine",
     scale_lr: bool = True,
+    dist: DistInfo | None = None,
+    checkpoint: Checkpoint | None = None,
 ) -> dict[str, torch.nn.Linear]:
     """Train one linear head per (recipe in ``feats``, lr); return them keyed ``"<recipe>@lr=<lr>"``.
 
@@ -195,11 +210,17 @@ def train_head_grid(
     be a class count, meaning a single-label CE target. Learning rates are scaled by ``batch_size / 256``
     (DINO's rule; ``scale_lr=False`` takes them as given); the schedule is cosine per iteration (``"constant"``:
     none); heads start from N(0, 0.01), bias 0.
+
+    ``dist`` of several ranks: the heads train under DDP, each rank on its share of every global batch (the
+    single-label loss is then that of one process up to float summation order; a masked multi-label loss is
+    averaged per rank). ``checkpoint``: the heads, optimiser, schedule and sampler state are saved after every
+    epoch, and a rerun of the same run resumes from the last one (``kill -9`` loses at most one epoch).
     """
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule {schedule!r}: expected 'cosine' or 'constant'")
     if isinstance(target, int):
         target = Target("single", target)
+    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
     num_classes = target.num_classes
     gen = torch.Generator().manual_seed(seed)
     n = targets.shape[0]
@@ -210,6 +231,9 @@ def train_head_grid(
         torch.nn.init.normal_(w.weight, std=0.01, generator=None)  # DINO's LinearClassifier init
         torch.nn.init.zeros_(w.bias)
         heads[recipe] = w
+    grid: torch.nn.Module = _Heads(list(heads.values()))
+    if world > 1:  # the same heads on every rank (same seed); DDP averages the gradients of each rank's share
+        grid = torch.nn.parallel.DistributedDataParallel(grid, device_ids=[device] if "cuda" in device else None)
     params = [p for w in heads.values() for p in w.parameters()]
     opt = torch.optim.SGD(params, lr=1.0, momentum=momentum)
     steps_per_epoch = max(1, math.ceil(n / batch_size))
@@ -218,18 +242,38 @@ def train_head_grid(
         if schedule == "cosine"
         else torch.optim.lr_scheduler.ConstantLR(opt, factor=1.0)
     )
+    start = 0
+    if checkpoint is not None and (state := checkpoint.load(device)) is not None:
+        for w, sd in zip(heads.values(), state["heads"], strict=True):
+            w.load_state_dict(sd)
+        opt.load_state_dict(state["optimizer"])
+        sched.load_state_dict(state["scheduler"])
+        gen.set_state(state["generator"])
+        start = int(state["epoch"])
     y_all = targets.to(device)
-    with progress_bar(total=epochs, desc="train heads", enabled=progress, unit="epoch") as bar:
-        for _ in range(epochs):
+    with progress_bar(
+        total=epochs, desc="train heads", enabled=progress and rank == 0, unit="epoch", initial=start
+    ) as bar:
+        for epoch in range(start, epochs):
             perm = torch.randperm(n, generator=gen)
             for s in range(0, n, batch_size):
                 idx = perm[s : s + batch_size]
+                # Every rank draws the same permutation and takes every world-th image of the global batch; its mean
+                # loss is weighted by its share, so DDP's average of the ranks' gradients is the global batch's.
+                share = 1.0
+                if world > 1:
+                    share = math.ceil((len(idx) - rank) / world) * world / len(idx)
+                    idx = idx[rank::world]
                 y = y_all[idx.to(device)]
+                logits_all = grid([feats[r][idx].to(device, dtype=torch.float32) for r in heads])
                 loss = torch.zeros((), device=device)
-                for recipe, w in heads.items():
-                    logits = w(feats[recipe][idx].to(device, dtype=torch.float32))
-                    logits = logits.view(len(idx), len(lrs), num_classes)  # [B, H, C]
-                    loss = loss + (target.head_losses(logits, y) * scaled).sum()
+                for w, logits in zip(heads.values(), logits_all, strict=True):
+                    if len(idx) == 0:  # a batch smaller than the world: this rank still joins the all-reduce
+                        loss = loss + 0.0 * logits.sum()
+                    else:
+                        logits = logits.view(len(idx), len(lrs), num_classes)  # [B, H, C]
+                        head_loss = (target.head_losses(logits, y) * scaled).sum()
+                        loss = loss + (head_loss * share if world > 1 else head_loss)
                     if weight_decay:
                         wv = w.weight.view(len(lrs), num_classes, -1)
                         loss = loss + 0.5 * weight_decay * (scaled * wv.pow(2).sum(dim=(1, 2))).sum()
@@ -237,6 +281,17 @@ def train_head_grid(
                 loss.backward()
                 opt.step()
                 sched.step()
+            if checkpoint is not None:
+                checkpoint.save(
+                    {
+                        "epoch": epoch + 1,
+                        "heads": [w.state_dict() for w in heads.values()],
+                        "optimizer": opt.state_dict(),
+                        "scheduler": sched.state_dict(),
+                        "generator": gen.get_state(),
+                    },
+                    dist or DistInfo(),
+                )
             bar.update(1)
     out = {}
     for recipe, w in heads.items():

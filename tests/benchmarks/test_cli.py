@@ -46,6 +46,7 @@ def test_smoke_run_writes_a_valid_record(
     assert data["track"] == "smoke" and data["weights"]["source"] == "random" and data["metrics"]["top1"] > 30
     assert data["protocol"]["config"]["resolution"] == 64
     assert data["provenance"]["versions"]["torch"] and data["provenance"]["command"].startswith("vitbench run")
+    assert data["provenance"]["world_size"] == 1  # no launcher: one process
     assert _run(capsys, "validate", str(record))[0] == 0
     # Re-running skips the existing record; --force runs again.
     code, out, _ = _run(

@@ -95,3 +95,40 @@ def test_knn_harness_on_synthetic_data(imagefolder: Path, tmp_path: Path) -> Non
 def test_protocol_hash_changes_with_config(ks: tuple[int, ...]) -> None:
     assert KnnProtocol(ks=ks).hash() != KnnProtocol().hash()
     assert KnnProtocol().hash() == KnnProtocol().hash()
+
+
+def _reference_predictions(train: torch.Tensor, labels: torch.Tensor, test: torch.Tensor, k: int, c: int):
+    """The vote as :func:`knn_classify` (DINO's ``knn_classifier``) casts it: all train rows at once, one k."""
+    tx, vx = (torch.nn.functional.normalize(t.float(), dim=1) for t in (train, test))
+    sim = vx @ tx.T
+    top_sim, top_idx = sim.topk(min(k, len(tx)), dim=1)
+    votes = torch.zeros(len(vx), c).scatter_add_(1, labels[top_idx], (top_sim / 0.07).exp())
+    return votes.topk(min(5, c), dim=1).indices
+
+
+def test_chunked_one_pass_predictions_equal_dinos_vote_for_every_k() -> None:
+    """One similarity pass over train chunks (a running top-k(max k)) read from an fp16 memmap-like array gives the
+    same top-5 predictions, for each k, as DINO's vote over the whole similarity matrix, and the same accuracies as
+    :func:`knn_classify`."""
+    import numpy as np
+
+    from benchmarks.classification.knn import knn_accuracy, knn_predict
+
+    gen = torch.Generator().manual_seed(0)
+    centres = torch.randn(7, 32, generator=gen)
+    train_y, test_y = torch.randint(0, 7, (1000,), generator=gen), torch.randint(0, 7, (130,), generator=gen)
+    train = (centres[train_y] + 1.5 * torch.randn(1000, 32, generator=gen)).half().numpy()  # as the cache stores it
+    test = (centres[test_y] + 1.5 * torch.randn(130, 32, generator=gen)).half().numpy()
+    ks = (1, 10, 20, 100, 200)
+    preds = knn_predict(train, train_y, test, ks, 0.07, 7, test_chunk=48, train_chunk=96)  # 3 x 11 chunks
+    tt, vt = torch.from_numpy(train.astype(np.float32)), torch.from_numpy(test.astype(np.float32))
+    for k in ks:
+        got = torch.cat([preds[k][c] for c in sorted(preds[k])])
+        assert torch.equal(got, _reference_predictions(tt, train_y, vt, k, 7)), k
+    accs = knn_accuracy(train, train_y, test, test_y, ks, 0.07, 7, test_chunk=48)
+    for k in ks:
+        nt, nv = (torch.nn.functional.normalize(t, dim=1) for t in (tt, vt))
+        assert accs[k] == knn_classify(nt, train_y, nv, test_y, k, 0.07, 7), k
+    # The chunks of one rank of two are every other test chunk: the two ranks together cover each test row once.
+    halves = [knn_predict(train, train_y, test, (20,), 0.07, 7, test_chunk=48, chunks=range(r, 3, 2)) for r in (0, 1)]
+    assert sorted(halves[0][20]) == [0, 2] and sorted(halves[1][20]) == [1]
