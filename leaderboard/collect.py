@@ -1,4 +1,5 @@
-"""Read reproduced records and group them: (task, protocol name+version+hash, track, method, variant) -> mean ± std.
+"""Read reproduced records and group them: (task, protocol name+version+hash, track, method, variant) -> mean, std,
+n and the 95 % interval of the mean (:mod:`leaderboard.interval`).
 
 Seeds are averaged only inside one group, so two protocol versions, or a smoke run and a paper run, never end up
 in the same number. Which protocol of a task is *current* comes from the task catalogue (:mod:`benchmarks.catalog`,
@@ -24,6 +25,7 @@ from benchmarks.records import (
     format_validation_error,
     iter_record_files,
 )
+from leaderboard.interval import half_width
 from methods.errors import RecordError
 
 # What the leaderboard asks about a task id: its catalogue entry, or None for a task the catalogue does not know
@@ -55,6 +57,12 @@ class Stat:
     mean: float
     std: float | None  # None for a single seed
     n: int
+    ci95: float | None = None  # half-width of the 95 % interval of the mean (Student t, n - 1 dof); None for n = 1
+
+    @property
+    def interval(self) -> tuple[float, float] | None:
+        """``(low, high)`` of the 95 % interval, None for a single seed."""
+        return None if self.ci95 is None else (self.mean - self.ci95, self.mean + self.ci95)
 
 
 @dataclass
@@ -172,7 +180,7 @@ def headline(spec: TaskSpec | None) -> str:
 
 
 def group_records(recs: Records, specs: Mapping[str, TaskSpec | None]) -> list[Group]:
-    """Group records, compute mean/std/n per metric, and mark each group current / other / smoke."""
+    """Group records, compute mean/std/n/95 % half-width per metric, and mark each group current / other / smoke."""
     by_key: dict[tuple[str, ProtocolKey, str, str, str], Group] = {}
     for rec, path in zip(recs.records, recs.paths):
         pk = ProtocolKey(rec.protocol.name, rec.protocol.version, rec.protocol.hash)
@@ -205,7 +213,8 @@ def _aggregate(groups: list[Group]) -> None:
             for name, value in rec.metrics.items():
                 values.setdefault(name, []).append(value)
         for name, vals in values.items():
-            g.stats[name] = Stat(_mean(vals), _sample_std(vals), len(vals))
+            std = _sample_std(vals)
+            g.stats[name] = Stat(_mean(vals), std, len(vals), half_width(std, len(vals)))
 
 
 def _mean(values: list[float]) -> float:

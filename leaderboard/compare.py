@@ -28,6 +28,7 @@ COLUMNS = [
     "reported",
     "reproduced",
     "std",
+    "ci95",
     "n",
     "delta",
     "tolerance",
@@ -91,6 +92,7 @@ def comparison_rows(
                         "reported": cell.reported.value if cell.reported else None,
                         "reproduced": round(cell.stat.mean, 4) if cell.stat else None,
                         "std": round(cell.stat.std, 4) if cell.stat and cell.stat.std is not None else None,
+                        "ci95": round(cell.stat.ci95, 4) if cell.stat and cell.stat.ci95 is not None else None,
                         "n": cell.stat.n if cell.stat else 0,
                         "delta": round(cell.delta, 4) if cell.delta is not None else None,
                         "tolerance": cell.tolerance,
@@ -148,7 +150,7 @@ def render(rows: list[dict[str, Any]], form: str) -> str:
 def _repro(r: dict[str, Any]) -> str:
     if r["reproduced"] is None:
         return ""
-    spread = f" ± {r['std']:.2f}" if r["std"] is not None else ""
+    spread = f" ± {r['ci95']:.2f}" if r["ci95"] is not None else ""  # as fmt.stat: the 95 % half-width
     return f"{r['reproduced']:.2f}{spread} (n={r['n']})"
 
 

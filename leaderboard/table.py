@@ -1,8 +1,9 @@
 """The comparison model shared by the site, the Markdown export and ``vitbench compare``.
 
 One :class:`TaskTable` per task: rows are (method, variant, setting), columns are metrics, and each cell holds the
-reported number, the reproduced mean ± std over seeds (current protocol, paper track only) and their delta judged
-against a tolerance. Reproduced groups of other protocols and smoke groups are kept aside, never in a cell.
+reported number, the reproduced mean over seeds with its 95 % interval (current protocol, paper track only) and
+their delta judged against a tolerance; reproduced rows are ranked by the headline metric, sharing a rank where
+their intervals overlap. Reproduced groups of other protocols and smoke groups are kept aside, never in a cell.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 
 from benchmarks.catalog import TaskSpec, metric_order, task_order
 from leaderboard.collect import Group, ProtocolKey, Registered, Stat, headline, higher_is_better, registered_protocols
+from leaderboard.interval import shared_ranks
 from leaderboard.reported import Paper, Reported, ReportedRow, Tolerances
 
 # Verdicts, in the words the site, the Markdown and the CSV use.
@@ -39,6 +41,8 @@ class Row:
     backbone: str = ""
     group: Group | None = None
     cells: dict[str, Cell] = field(default_factory=dict)
+    rank: int | None = None  # by the headline metric, among reproduced rows only (see rank_rows)
+    rank_shared: bool = False  # another row holds the same rank: their 95 % intervals overlap (or means tie)
 
     @property
     def reproduced(self) -> bool:
@@ -110,6 +114,7 @@ def build_tables(
                 _fill_cell(cell, row, task, name, spec, meta.get(name), tolerances)
         metrics = metric_order({m for r in rows.values() for m in r.cells}, head)
         ordered = sorted(rows.values(), key=lambda r: _row_sort_key(r, head, spec))
+        rank_rows(ordered, head, higher_is_better(head, spec))
         tables[task] = TaskTable(
             task=task,
             title=spec.title if spec is not None else task,
@@ -139,6 +144,17 @@ def _fill_cell(
         cell.tolerance = tolerances.get(task, metric, cell.reported)
         cell.delta = cell.stat.mean - cell.reported.value
         cell.verdict, cell.direction = judge(cell.delta, cell.tolerance, higher_is_better(metric, spec, meta))  # type: ignore[arg-type]
+
+
+def rank_rows(rows: list[Row], head: str, higher_better: bool) -> None:
+    """Set ``rank`` / ``rank_shared`` of the reproduced rows (current protocol, paper track, default setting: the
+    only rows with a group) that have the headline metric, by :func:`leaderboard.interval.shared_ranks`: best
+    mean first, a row shares the rank of the row above it when both have a 95 % interval (≥ 2 seeds) and the
+    intervals overlap; a single seed has no interval and is ranked by its value. Other rows get no rank."""
+    ranked = [r for r in rows if r.group is not None and r.setting is None and head in r.group.stats]
+    stats = [r.group.stats[head] for r in ranked]  # type: ignore[union-attr]
+    for row, got in zip(ranked, shared_ranks([(s.mean, s.ci95) for s in stats], higher_better)):
+        row.rank, row.rank_shared = got.rank, got.shared
 
 
 def _row_sort_key(row: Row, head: str, spec: TaskSpec | None) -> tuple[object, ...]:

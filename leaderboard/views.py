@@ -14,7 +14,7 @@ from markupsafe import Markup
 
 from benchmarks.records import Record
 from leaderboard import fmt
-from leaderboard.collect import Group
+from leaderboard.collect import Group, higher_is_better
 from leaderboard.reported import Paper
 from leaderboard.table import NOT_REPRODUCED, OUTSIDE, SETTING, WITHIN, Row, TaskTable
 
@@ -85,6 +85,7 @@ _EMPTY_CELL = {
     "ours": "",
     "ours_v": "",
     "ours_cls": "",
+    "ours_title": "",
     "delta": "",
     "delta_v": "",
     "cls": "",
@@ -120,6 +121,7 @@ def cell_view(row: Row, metric: str, note_ids: dict[int, str], adapters: Adapter
         "ours": ours,
         "ours_v": round(c.stat.mean, 4) if c.stat else "",
         "ours_cls": "na" if c.verdict in (NOT_REPRODUCED, SETTING) and c.stat is None else "",
+        "ours_title": fmt.stat_title(c.stat),
         "delta": fmt.delta(c.delta),
         "delta_v": round(c.delta, 4) if c.delta is not None else "",
         "cls": cls,
@@ -168,6 +170,9 @@ def task_view(t: TaskTable, root: str, adapters: Adapters | None = None) -> dict
                 "reproduced": row.reproduced,
                 "detail": detail_href(root, row.group) if row.group else "",
                 "n": row.group and len(row.group.records),
+                "rank": fmt.rank(row.rank, row.rank_shared),
+                "rank_v": row.rank if row.rank is not None else "",
+                "rank_title": _rank_title(row, t.headline),
                 "cells": [cell_view(row, m, note_ids, adapters) for m in t.metrics],
                 "papers": [{"short": p.info.short, "href": paper_href(root, p)} for p in papers.values()],
             }
@@ -179,7 +184,17 @@ def task_view(t: TaskTable, root: str, adapters: Adapters | None = None) -> dict
         "smoke": _group_sections(t.smoke, sorted({m for g in t.smoke for m in g.stats}), root),
         "methods": sorted({r.method for r in t.rows}),
         "reproduced_any": any(r.reproduced for r in t.rows),
+        "ranked": any(r.rank is not None for r in t.rows),
+        "rank_dir": "higher" if higher_is_better(t.headline, t.spec) else "lower",
     }
+
+
+def _rank_title(row: Row, head: str) -> str:
+    if row.rank is None:
+        return ""
+    if row.rank_shared:
+        return f"rank {row.rank} by {head}, shared: the 95 % intervals overlap (or the means are equal)"
+    return f"rank {row.rank} by {head}"
 
 
 def _group_sections(groups: list[Group], metrics: list[str], root: str) -> list[dict[str, Any]]:
@@ -208,7 +223,11 @@ def _group_sections(groups: list[Group], metrics: list[str], root: str) -> list[
                         "n": len(g.records),
                         "detail": detail_href(root, g),
                         "cells": [
-                            (fmt.stat(g.stats.get(m)), round(g.stats[m].mean, 4) if m in g.stats else "")
+                            (
+                                fmt.stat(g.stats.get(m)),
+                                round(g.stats[m].mean, 4) if m in g.stats else "",
+                                fmt.stat_title(g.stats.get(m)),
+                            )
                             for m in sec["metrics"]
                         ],
                     }
@@ -290,6 +309,7 @@ def group_view(g: Group, table: TaskTable | None) -> dict[str, Any]:
             {
                 "metric": m,
                 "stat": fmt.stat(g.stats.get(m)),
+                "stat_title": fmt.stat_title(g.stats.get(m)),
                 "reported": fmt.value(c.reported.value) if c and c.reported else "",
                 "delta": fmt.delta(c.delta) if c else "",
                 "verdict": c.verdict if c else "",
@@ -352,14 +372,16 @@ def paper_rows(paper: Paper, tables: dict[str, TaskTable], adapters: Adapters | 
             else None
         )
         cell = row.cells.get(rr.metric) if row else None
-        ours = ""
+        ours = ours_title = ""
         if cell is not None and cell.stat is not None:
+            ours_title = fmt.stat_title(cell.stat)
             ours = fmt.stat(cell.stat) + (f", Δ {fmt.delta(cell.delta)}" if cell.delta is not None else "")
         out.append(
             {
                 "row": rr,
                 "value": fmt.value(rr.value),
                 "ours": ours,
+                "ours_title": ours_title,
                 "ours_v": round(cell.stat.mean, 4) if cell is not None and cell.stat is not None else "",
                 "cls": (
                     "within"

@@ -106,6 +106,11 @@ def test_task_table_renders_sorts_and_filters(browser: Any, site: Path) -> None:
     assert _column(page, "top1 reproduced")[2:] == ["", ""]
     _sort(page, "method")
     assert _column(page, "method") == ["dino", "dino", "mae", "selfpatch"]
+    # dino 74.50 ± 0.50 and selfpatch 74.00 ± 1.27 (95 % intervals) overlap: both rank 1, shown "=1".
+    _sort(page, "rank")
+    assert _column(page, "rank") == ["1", "1", "", ""] and _column(page, "method")[:2] == ["dino", "selfpatch"]
+    assert page.locator("#main td.rank").all_inner_texts()[:2] == ["=1", "=1"]
+    assert "95 % interval 74.00 to 75.00" in (page.locator("#main td.ours").first.get_attribute("title") or "")
 
     page.select_option("select[data-key=method]", "dino")
     assert _column(page, "method") == ["dino", "dino"]
