@@ -64,7 +64,8 @@ def test_smoke_run_via_cli_writes_valid_record(ade20k_root: Path, tmp_path: Path
     # mmseg's class list is the one the catalogue pins for paper-track records
     from benchmarks.catalog import get_task
 
-    assert ds.classes_sha256 == get_task(task).data.classes_sha256
+    identity = get_task(task).data
+    assert identity is not None and ds.classes_sha256 == identity.classes_sha256
     assert record.extra["train_iters"] == 6 and Path(record.extra["config_path"]).is_file()
 
 
