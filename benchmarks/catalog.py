@@ -295,6 +295,8 @@ ADE20K = DataIdentity(
     name="ade20k",
     splits={"training": 20_210, "validation": 2_000},
     n_classes=150,
+    # mmseg 1.2's ADE20KDataset class names in label order ('wall' ... 'flag', "bed " with its trailing space)
+    classes_sha256="2133f0a0e71146d00a14482f872bc5888f66d706f90f1b1333a7eb5025989af9",
     source="ADEChallengeData2016 (MIT SceneParsing): 20,210 training and 2,000 validation images, 150 classes",
 )
 

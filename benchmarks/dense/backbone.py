@@ -172,6 +172,7 @@ def set_num_heads(module: nn.Module, num_heads: int) -> int:
     is not). Returns the number of attention modules changed.
     """
     n = 0
+    m: Any  # timm attention modules: plain-int attributes, which nn.Module's typing does not know
     for m in module.modules():
         if not (hasattr(m, "num_heads") and hasattr(m, "head_dim") and isinstance(getattr(m, "qkv", None), nn.Linear)):
             continue

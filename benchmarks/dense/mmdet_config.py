@@ -145,7 +145,7 @@ def _detector(p: DetProtocol, plan: NeckPlan, num_classes: int) -> dict[str, Any
         "mask_thr_binary": 0.5,
     }
     if p.detector == "mask_rcnn":
-        roi_head = {
+        roi_head: dict[str, Any] = {
             "type": "StandardRoIHead",
             "bbox_roi_extractor": _roi_extractor(7, strides, c),
             "bbox_head": _bbox_head(p, num_classes, (0.1, 0.1, 0.2, 0.2), norm),
@@ -213,7 +213,7 @@ def _pipelines(p: DetProtocol) -> tuple[list[dict[str, Any]], list[dict[str, Any
     mmdet reads a ``(long, short)`` scale with ``keep_ratio`` as "short side = short, long side <= long".
     """
     multi = {"type": "RandomChoiceResize", "scales": [(p.max_size, s) for s in p.train_scales], "keep_ratio": True}
-    train = [
+    train: list[dict[str, Any]] = [
         {"type": "LoadImageFromFile", "backend_args": None},
         {"type": "LoadAnnotations", "with_bbox": True, "with_mask": True},
         {"type": "RandomFlip", "prob": p.flip_prob},
@@ -239,7 +239,7 @@ def _pipelines(p: DetProtocol) -> tuple[list[dict[str, Any]], list[dict[str, Any
         },
         {"type": "PackDetInputs"},
     ]
-    test = [
+    test: list[dict[str, Any]] = [
         {"type": "LoadImageFromFile", "backend_args": None},
         {"type": "Resize", "scale": tuple(p.test_scale), "keep_ratio": True},
         {"type": "LoadAnnotations", "with_bbox": True, "with_mask": True},

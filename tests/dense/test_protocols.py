@@ -79,7 +79,7 @@ def test_catalogue_entries_run_their_protocol(task, cls):
 NEW = {
     CocoCascade1xProtocol: ("ibot-coco-cascade-1x", "d06349241f98893c", "184b3dc7ddb01776"),
     Ade20kSemFpnProtocol: ("selfpatch-ade20k-semfpn-40k", "3ba0312c42fabc55", "83ec232fcd88904f"),
-    Ade20kUperNetProtocol: ("xcit-ade20k-upernet-160k", "a5b0702a219829e3", "48f209babb3015e2"),
+    Ade20kUperNetProtocol: ("xcit-ade20k-upernet-160k", "8b1785bd1e41ecce", "1b242d64f8215d36"),
 }
 
 
@@ -127,6 +127,7 @@ def test_ade20k_protocols_hold_the_papers_values():
     )
     assert (up.iters, up.base_batch_size, up.batch_per_gpu * 8, up.lr, up.weight_decay) == (160_000, 16, 16, 6e-5, 0.01)
     assert up.ms_ratios == (0.5, 0.75, 1.0, 1.25, 1.5, 1.75) and up.test_mode == "whole"
+    assert up.drop_path_rate == 0.05  # upernet_xcit_small_12_p16_160k_ade20k.py (Semantic FPN's is 0.1)
     # the smoke setting changes only sizes, length and widths, never the recipe's structure
     assert Ade20kUperNetProtocol.smoke().ms_ratios and Ade20kSemFpnProtocol.smoke().pyramid is False
     cascade = CocoCascade1xProtocol()
