@@ -78,14 +78,20 @@ def content_digest(paths: Sequence[Sample], threads: int | None = None) -> str:
     files: of their digests), hashed together. Files are hashed on ``threads`` threads (default: the DataLoader
     worker count; hashlib releases the GIL), so the check scales with the cores that decode the images during
     extraction."""
+    return _combine(_sample_digests(paths, threads))
+
+
+def _sample_digests(paths: Sequence[Sample], threads: int | None = None) -> list[bytes]:
     from concurrent.futures import ThreadPoolExecutor
 
     n = max(1, default_workers() if threads is None else threads)
     if n == 1 or len(paths) < 64:
-        digests = [_sample_digest(p) for p in paths]
-    else:
-        with ThreadPoolExecutor(n) as pool:
-            digests = list(pool.map(_sample_digest, paths, chunksize=64))
+        return [_sample_digest(p) for p in paths]
+    with ThreadPoolExecutor(n) as pool:
+        return list(pool.map(_sample_digest, paths, chunksize=64))
+
+
+def _combine(digests: Sequence[bytes]) -> str:
     h = hashlib.blake2b(digest_size=16)
     for d in digests:
         h.update(d)
@@ -265,20 +271,24 @@ def _same_files(rows: np.ndarray | None, paths: Sequence[Sample] | None, done: i
 
 
 class _Shard(Dataset):
-    """Every ``world``-th item of ``parent`` from ``rank`` on; its content digest is the parent's."""
+    """Every ``world``-th item of ``parent`` from ``rank`` on; its content digest is the parent's.
+
+    ``split`` (where the parent has one) is the split of the shard's own items, in shard order, so a non-finite batch
+    names its files and the content check hashes exactly the files this rank reads. The parent positions are kept
+    private (``_positions``): an ``indices`` attribute would tell :func:`_hashable_paths` to index that split again."""
 
     def __init__(self, parent: Dataset, rank: int, world: int) -> None:
         n = len(parent)  # type: ignore[arg-type]
-        self.parent, self.indices = parent, range(rank, n, world)
+        self.parent, self._positions = parent, range(rank, n, world)
         split = getattr(parent, "split", None)
-        if split is not None and hasattr(split, "subset"):  # so a non-finite batch still names its files
-            self.split = split.subset(list(self.indices))
+        if split is not None and hasattr(split, "subset"):
+            self.split = split.subset(list(self._positions))
 
     def __len__(self) -> int:
-        return len(self.indices)
+        return len(self._positions)
 
     def __getitem__(self, i: int):  # noqa: ANN204  # the parent's item
-        return self.parent[self.indices[i]]
+        return self.parent[self._positions[i]]
 
     def content_digest(self) -> str | None:
         return dataset_content(self.parent)
@@ -307,7 +317,12 @@ def _extract_sharded(
     from dataclasses import replace
 
     folder = cache_dir / key.digest()
-    content = dataset_content(dataset)
+    # The same content keys extract() writes and checks: the whole set's over all its files in order, each shard's
+    # over its own files (items r, r + world, ...); every file is read once for both.
+    paths = _hashable_paths(dataset)
+    digests = None if paths is None else _sample_digests(paths)
+    content = None if digests is None else _combine(digests)
+    shard_content = [None if digests is None else _combine(digests[r :: dist.world]) for r in range(dist.world)]
     if (whole := _cached(folder, content)) is not None:
         return whole
     barrier(dist)  # every rank has looked before rank 0 may replace a stale folder
@@ -327,7 +342,7 @@ def _extract_sharded(
     if dist.main:
         shards = []
         for r, k in enumerate(shard_keys):
-            got = _cached(cache_dir / k.digest(), content)
+            got = _cached(cache_dir / k.digest(), shard_content[r])
             if got is None:
                 raise VitbenchError(_unshared(cache_dir / k.digest(), r))
             shards.append(got)
