@@ -1,6 +1,7 @@
 """Scale: the real CLI under torchrun (2 gloo processes) against one process, and ``kill -9`` in the middle of a run
-followed by the same command again. Marked ``scale`` (subprocesses of the real ``vitbench run``, ~3 min on 2 cores):
-``.ci/run`` runs them; ``pytest -m scale`` here."""
+followed by the same command again (knn extraction, the linear grid, imagenet-finetune, backdoor poison generation).
+Marked ``scale`` (subprocesses of the real ``vitbench run``; the finetune and poison kill tests take ~2 min together
+on a loaded 2-core machine, with one intra-op thread): ``.ci/run`` runs them; ``pytest -m scale`` here."""
 
 from __future__ import annotations
 
