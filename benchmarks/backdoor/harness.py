@@ -120,7 +120,12 @@ def clean_features(ctx: RunContext, split: LabelledSplit, p: AnyProtocol) -> np.
 
 
 def train_victim(x: torch.Tensor, y: torch.Tensor, n_classes: int, p: AnyProtocol, ctx: RunContext) -> torch.nn.Linear:
-    """The victim's new linear head on frozen features ``[N, D]``: [BT]'s SGD (one lr, constant, as given)."""
+    """The victim's new linear head on frozen features ``[N, D]``: [BT]'s SGD (one lr, constant, as given).
+
+    Seeded here (as ``fit_grid`` does): the head's init draws from torch's global generator, which extraction's
+    DataLoaders advance only when features are not cached yet, so without it a rerun that reads cached features or
+    poisons (a resumed run) trained a different head than an uninterrupted run."""
+    torch.manual_seed(ctx.seed)
     heads = train_head_grid(
         {"global": x},
         y,

@@ -58,11 +58,20 @@ def _vitbench() -> list[str]:
     return [str(script)] if script.exists() else [sys.executable, "-m", "benchmarks.cli"]
 
 
+ROOT = Path(__file__).resolve().parents[2]
+GOAL_S = 2.0  # the issue's goal for the command on 10,000 records (recorded; enforced with VITBENCH_BUILD_BUDGET_S)
+
+
+def _env() -> dict[str, str]:
+    """This checkout's code first on the path: an editable install elsewhere would otherwise be what is timed."""
+    return {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+
+
 def _timed(cmd: list[str]) -> tuple[float, float, str]:
     """(wall s, child user+sys CPU s, stdout) of one run of ``cmd``."""
     before = resource.getrusage(resource.RUSAGE_CHILDREN)
     t = time.perf_counter()
-    proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, env=_env())
     wall = time.perf_counter() - t
     after = resource.getrusage(resource.RUSAGE_CHILDREN)
     assert proc.returncode == 0, proc.stderr
@@ -90,12 +99,15 @@ def test_leaderboard_command_10k_records(benchmark, results: Path) -> None:
         json_baseline_s=round(baseline, 3),
         startup_s=round(startup, 3),
         ratio=round(wall / baseline, 2),
+        goal_s=GOAL_S,
+        goal_met=wall <= GOAL_S,
     )
     pages = len(list(out.rglob("*.html")))
     print(
         f"\nvitbench leaderboard, {N_RECORDS} records, {pages} pages: wall {wall:.2f} s (min "
         f"{min(benchmark.stats.stats.data):.2f}), CPU {used:.2f} s; baseline (fresh python, json.loads of the same "
-        f"files) {baseline:.2f} s; ratio {wall / baseline:.2f}; `python -c pass` {startup:.3f} s"
+        f"files) {baseline:.2f} s; ratio {wall / baseline:.2f}; `python -c pass` {startup:.3f} s; goal <= {GOAL_S} s "
+        f"{'met' if wall <= GOAL_S else 'NOT met'}"
     )
 
     summary = re.search(r"(\d+) records read, (\d+) rejected", stdout[-1])

@@ -1,6 +1,7 @@
 """Scale: the real CLI under torchrun (2 gloo processes) against one process, and ``kill -9`` in the middle of a run
-followed by the same command again. Marked ``scale`` (subprocesses of the real ``vitbench run``, ~3 min on 2 cores):
-``.ci/run`` runs them; ``pytest -m scale`` here."""
+followed by the same command again (knn extraction, the linear grid, imagenet-finetune, backdoor poison generation).
+Marked ``scale`` (subprocesses of the real ``vitbench run``; the finetune and poison kill tests take ~2 min together
+on a loaded 2-core machine, with one intra-op thread): ``.ci/run`` runs them; ``pytest -m scale`` here."""
 
 from __future__ import annotations
 
@@ -18,8 +19,13 @@ pytestmark = pytest.mark.scale
 ROOT = Path(__file__).resolve().parents[2]
 
 
-def _env(cache: Path) -> dict[str, str]:
+def _env(cache: Path, threads: int | None = None, progress: bool = False) -> dict[str, str]:
     env = {**os.environ, "VITBENCH_CACHE": str(cache), "VITBENCH_NO_PROGRESS": "1", "VITBENCH_WORKERS": "0"}
+    if progress:  # plain lines on the pipe: the first says where the work starts; no periodic line in between
+        env.pop("VITBENCH_NO_PROGRESS")
+        env["VITBENCH_PROGRESS_INTERVAL"] = "1e9"
+    if threads is not None:  # a ViT-S trained on 96 tiny images: one intra-op thread is ~2.5x faster on 2 cores
+        env["OMP_NUM_THREADS"] = str(threads)
     env["PYTHONPATH"] = os.pathsep.join([str(ROOT), env.get("PYTHONPATH", "")])  # this checkout's code
     env.pop("RANK", None), env.pop("WORLD_SIZE", None), env.pop("LOCAL_RANK", None)
     return env
@@ -34,10 +40,13 @@ def _record(out: Path, task: str) -> dict:
     return json.loads((out / "runs" / task / "dino" / "vits16__seed0.json").read_text())
 
 
-def _vitbench(args: list[str], cache: Path, torchrun: int = 0) -> subprocess.CompletedProcess:
+def _vitbench(
+    args: list[str], cache: Path, torchrun: int = 0, threads: int | None = None, progress: bool = False
+) -> subprocess.CompletedProcess:
     launch = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc-per-node", str(torchrun)]
     cmd = [*(launch if torchrun else [sys.executable]), "-m", "benchmarks.cli", *args]
-    proc = subprocess.run(cmd, cwd=ROOT, env=_env(cache), capture_output=True, text=True, timeout=600, check=False)
+    env = _env(cache, threads, progress)
+    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600, check=False)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     return proc
 
@@ -67,9 +76,10 @@ def test_torchrun_two_processes_writes_one_record_equal_to_one_process(imagefold
     assert feats == sorted(p.name for p in (tmp_path / "cache1" / "features").iterdir()) and len(feats) == 2
 
 
-def _kill_when(cmd: list[str], cache: Path, ready, timeout: float = 300) -> dict:  # noqa: ANN001
+def _kill_when(cmd: list[str], cache: Path, ready, timeout: float = 300, threads: int | None = None) -> dict:  # noqa: ANN001
     """Start ``cmd``, SIGKILL it as soon as ``ready()`` returns a state (not None), and return that state."""
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=_env(cache), stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    env = _env(cache, threads)
+    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     t0 = time.monotonic()
     try:
         while (state := ready()) is None:
@@ -143,3 +153,59 @@ def test_linear_grid_killed_between_epochs_resumes_with_the_same_metrics(imagefo
     _vitbench(_cli("linear", imagefolder, tmp_path / "whole", *extra), tmp_path / "cache-whole")
     a, b = _record(tmp_path / "killed", "linear"), _record(tmp_path / "whole", "linear")
     assert a["metrics"] == b["metrics"] and a["extra"]["grid"] == b["extra"]["grid"]
+
+
+def test_finetune_killed_after_an_epoch_resumes_with_the_same_metrics(imagefolder: Path, tmp_path: Path):
+    """``imagenet-finetune --smoke`` (2 epochs) SIGKILLed as soon as the first epoch's checkpoint is on disk, then
+    the same command: it starts at epoch 2 from the checkpoint (model, optimiser, scaler, history; per-epoch
+    seeding) and the record's metrics and per-epoch history equal an uninterrupted run's."""
+    task = "imagenet-finetune"
+    args = _cli(task, imagefolder, tmp_path / "killed")
+    ckpt = tmp_path / "killed" / "work" / task / "dino" / "vits16__seed0" / "finetune.pt"
+    cmd = [sys.executable, "-m", "benchmarks.cli", *args]
+    _kill_when(cmd, tmp_path / "cache", lambda: {} if ckpt.exists() else None, threads=1)  # os.replace: whole
+    import torch
+
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
+    assert state["epoch"] == 1 and [h["epoch"] for h in state["history"]] == [1]
+    assert not (tmp_path / "killed" / "runs").exists()  # no record of a killed run
+    proc = _vitbench(args, tmp_path / "cache", threads=1, progress=True)
+    assert "fine-tune: 1/2 epoch" in proc.stderr, proc.stderr[-2000:]  # resumed after epoch 1, not from scratch
+    assert "fine-tune: 0/2" not in proc.stderr
+    _vitbench(_cli(task, imagefolder, tmp_path / "whole"), tmp_path / "cache-whole", threads=1)
+    a, b = _record(tmp_path / "killed", task), _record(tmp_path / "whole", task)
+    assert a["metrics"] == b["metrics"] and a["extra"]["history"] == b["extra"]["history"]
+    assert [h["epoch"] for h in a["extra"]["history"]] == [1, 2]
+
+
+def test_poison_generation_killed_after_a_batch_resumes_with_the_same_metrics(imagefolder: Path, tmp_path: Path):
+    """``backdoor-htba --smoke`` (2 pairs x 3 batches of poisons) SIGKILLed as soon as the first batch of poisons
+    is cached, then the same command: the finished batches are read back, not computed again (the files are
+    untouched and the pair's progress starts past them), and the record's metrics and per-pair results equal an
+    uninterrupted run's."""
+    task = "backdoor-htba"
+    args = _cli(task, imagefolder, tmp_path / "killed")
+    poisons = tmp_path / "cache" / "backdoor-poisons"
+
+    def finished() -> dict | None:
+        done = [p for p in poisons.glob("*/batch_*.npz") if not p.name.endswith(".tmp.npz")]  # .tmp: being written
+        return {str(p): (p.stat().st_ino, p.stat().st_mtime_ns) for p in done} or None
+
+    state = _kill_when([sys.executable, "-m", "benchmarks.cli", *args], tmp_path / "cache", finished, threads=1)
+    assert not (tmp_path / "killed" / "runs").exists()
+    folders = {Path(p).parent for p in state}
+    n_batches = 3  # generation_epochs x ceil(n_generation / pgd_batch) of the smoke protocol
+    assert all(len(list(f.glob("batch_*.npz"))) < n_batches for f in folders)  # killed in the middle of a pair
+    proc = _vitbench(args, tmp_path / "cache", threads=1, progress=True)
+    for path, stamp in state.items():
+        assert (Path(path).stat().st_ino, Path(path).stat().st_mtime_ns) == stamp, path  # read back, not rewritten
+    _vitbench(_cli(task, imagefolder, tmp_path / "whole"), tmp_path / "cache-whole", threads=1)
+    a, b = _record(tmp_path / "killed", task), _record(tmp_path / "whole", task)
+    for pair in a["extra"]["pairs"]:
+        done = sum(Path(p).parent == Path(pair["poison_cache"]) for p in state)
+        line = f"poisons {pair['source']}->{pair['target']}: {done}/{n_batches} batch"
+        assert line in proc.stderr, (line, proc.stderr[-2000:])  # where the rerun started this pair
+    assert a["metrics"] == b["metrics"]
+    paths = ("poison_cache", "trigger_png", "test_triggers")  # the run's folders, which differ
+    strip = [[{k: v for k, v in row.items() if k not in paths} for row in r["extra"]["pairs"]] for r in (a, b)]
+    assert strip[0] == strip[1] and len(strip[0]) == 2
