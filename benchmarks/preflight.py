@@ -135,7 +135,7 @@ def check_request(req: RunRequest) -> Checked:
     data = Path(req.data)
     if not data.exists():
         raise DataError(f"{data}: data folder does not exist (make a tiny one with: {synth} --out {data})")
-    check_layout(spec, data)
+    check_layout(spec, data, protocol)
     check_writable_dir(Path(req.out), "--out")
     if req.cache_dir is not None:
         check_writable_dir(Path(req.cache_dir), "--cache")
@@ -146,11 +146,58 @@ def check_request(req: RunRequest) -> Checked:
     return Checked(method=name, variant=variant, spec=spec, protocol=protocol, data=data, launcher=launcher)
 
 
-def check_layout(spec: TaskSpec, data: Path) -> None:
-    """The folder structure a layout's scanner will need, from directory listings only (no image is opened): today
-    the ImageFolder layout (``DATA/{train,val}/<class>/``, at least 2 classes in train). Other layouts are checked by
-    their scanners, which also name the file at fault."""
+def _first_root(data: Path, candidates: tuple[str, ...], marker: str) -> Path:
+    """The first of ``data/<candidate>`` (``""``: ``data`` itself) that holds ``marker``; ``data`` when none does."""
+    for c in candidates:
+        if (data / c / marker).exists():
+            return data / c
+    return data
+
+
+def _require(root: Path, entries: list[str], layout: str) -> None:
+    for rel in entries:
+        want_dir = rel.endswith("/")
+        path = root / rel.rstrip("/")
+        if not (path.is_dir() if want_dir else path.is_file()):
+            kind = "folder" if want_dir else "file"
+            raise DataError(f"{path}: missing {kind} (expected {layout})")
+
+
+def _layout_entries(kind: str, data: Path, protocol: Protocol | None) -> tuple[Path, list[str], str] | None:
+    """Root, required entries (a trailing ``/``: a folder) and a one-line layout description of the fixed-structure
+    layouts, as their scanners (``benchmarks/data/<layout>.py``) expect them; None for layouts checked by their
+    scanner only (their structure depends on the data: BigEarthNet v1/v2, the ImageNet variants, NUS-WIDE...)."""
+    if kind == "coco":
+        splits = [getattr(protocol, f, d) for f, d in (("train_split", "train2017"), ("val_split", "val2017"))]
+        entries = [e for sp in splits for e in (f"annotations/instances_{sp}.json", f"{sp}/")]
+        return data, entries, "COCO's annotations/instances_<split>.json next to <split>/<images>"
+    if kind == "ade20k":
+        root = _first_root(data, ("ADEChallengeData2016", ""), "images")
+        entries = [f"{d}/{sp}/" for d in ("images", "annotations") for sp in ("training", "validation")]
+        return root, entries, "ADEChallengeData2016/{images,annotations}/{training,validation}/"
+    if kind == "davis":
+        layout = "DAVIS/ImageSets/2017/val.txt, JPEGImages/480p/<seq>/, Annotations/480p/<seq>/"
+        return data, ["ImageSets/2017/val.txt", "JPEGImages/480p/", "Annotations/480p/"], layout
+    if kind == "copydays":
+        return data, ["original/", "strong/"], "Copydays' original/ and strong/ (+ distractors/, whitening/)"
+    if kind == "voc":
+        root = _first_root(data, ("VOCdevkit/VOC2007", ""), "Annotations")
+        layout = "VOCdevkit/VOC2007/{Annotations,ImageSets/Main,JPEGImages}/"
+        return root, ["Annotations/", "ImageSets/Main/", "JPEGImages/"], layout
+    return None
+
+
+def check_layout(spec: TaskSpec, data: Path, protocol: Protocol | None = None) -> None:
+    """The folder structure a layout's scanner will need, from directory listings only (no image or annotation is
+    opened), before torch is imported: the ImageFolder layout (``DATA/{train,val}/<class>/``, at least 2 classes in
+    train) and the fixed-structure layouts (COCO, ADE20K, DAVIS, Copydays, VOC; see :func:`_layout_entries`).
+    Everything else, and every file's content, is checked by the scanners, which also name the file at fault."""
     if spec.dataset_kind != "imagefolder":
+        fixed = _layout_entries(spec.dataset_kind or "", data, protocol)
+        if fixed is not None:
+            if not data.is_dir():
+                raise DataError(f"{data}: not a folder (expected {fixed[2]})")
+            _require(*fixed)
         return
     if not data.is_dir():
         raise DataError(f"{data}: not a folder (expected {data}/{{train,val}}/<class>/<image>)")

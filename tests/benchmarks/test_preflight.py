@@ -137,3 +137,38 @@ def test_layout_checks(tmp_path: Path) -> None:
         check_layout(spec, tmp_path)
     (tmp_path / "val" / "a").mkdir()
     check_layout(spec, tmp_path)  # the layout is right; images are the scanner's business
+
+
+# task -> an entry of its synthesized layout that the preflight must miss, and the words of its one-line error
+_FIXED_LAYOUTS = {
+    "coco-maskrcnn-fpn-1x": ("annotations/instances_val2017.json", "instances_val2017.json: missing file"),
+    "ade20k-semfpn-40k": ("annotations/validation", "annotations/validation: missing folder"),
+    "davis2017-vos": ("ImageSets/2017/val.txt", "val.txt: missing file"),
+    "copydays-copy-detection": ("strong", "strong: missing folder"),
+    "voc-partial": ("ImageSets/Main", "Main: missing folder"),
+}
+
+
+@pytest.mark.parametrize("task", list(_FIXED_LAYOUTS))
+def test_fixed_layouts_are_checked_from_listings(task: str, tmp_path: Path) -> None:
+    """The synthesized set passes; without one required entry the preflight names it (before any scanner runs)."""
+    import shutil
+
+    from benchmarks.catalog import get_task
+    from benchmarks.preflight import check_layout
+    from benchmarks.synth import synth
+
+    spec = get_task(task)
+    assert spec.synth_kind is not None
+    root = synth(spec.synth_kind, tmp_path / "data")
+    protocol = spec.protocol_for(True, {})
+    check_layout(spec, root, protocol)
+    missing, words = _FIXED_LAYOUTS[task]
+    found = [p for p in root.rglob(Path(missing).name) if p.as_posix().endswith(missing)]
+    assert found, f"the synthesizer of {task} writes no {missing}"
+    target = found[0]
+    shutil.rmtree(target) if target.is_dir() else target.unlink()
+    with pytest.raises(VitbenchError, match=words):
+        check_layout(spec, root, protocol)
+    with pytest.raises(VitbenchError, match="not a folder"):
+        check_layout(spec, tmp_path / "absent", protocol)

@@ -397,7 +397,7 @@ DATASETS: dict[str, tuple[str, Callable[[Path], Path], list[str], str]] = {
     "a val class unknown to train": ("knn", _unknown_val_class, [], "classes not present in train: zebra"),
     "no data folder": ("knn", lambda d: d / "absent", [], "data folder does not exist"),
     "paper track on synthetic data": ("knn", _imagefolder, ["--no-smoke"], "not the task's data"),
-    "COCO without its val json": ("coco-maskrcnn-fpn-1x", _coco_without_val_json, [], "annotation file not found"),
+    "COCO without its val json": ("coco-maskrcnn-fpn-1x", _coco_without_val_json, [], "val2017.json: missing file"),
     "COCO annotation of an unknown category": ("coco-maskrcnn-fpn-1x", _coco_unknown_category, [], "category_id"),
 }
 
