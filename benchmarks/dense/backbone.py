@@ -145,24 +145,6 @@ def check_dense_input(encoder: Encoder, divisor: int, device: str, why: str) -> 
         )
 
 
-def load_mm_glue(task: str, launcher: str, device: str) -> Any:
-    """The mm* glue module (``benchmarks.dense.mm_glue``) for a dense harness, after the checks both engines share:
-    a multi-process launcher needs CUDA (mmengine's launchers bind one GPU per process), and the mm* stack must be
-    installed (one line naming the command that builds it)."""
-    if launcher != "none" and not device.startswith("cuda"):
-        raise VitbenchError(
-            f"launcher '{launcher}' needs --device cuda: mmengine's launchers bind one GPU per "
-            "process (CPU runs are single-process)"
-        )
-    try:
-        from benchmarks.dense import mm_glue
-    except ImportError as err:
-        raise VitbenchError(
-            f"task {task} needs the mm* stack ({err}); install it with: python -m benchmarks.dense.build_mmcv"
-        ) from None
-    return mm_glue
-
-
 def set_drop_path(module: nn.Module, rate: float) -> int:
     """Stochastic depth with timm's linear decay rule (0 at the first block, ``rate`` at the last).
 
