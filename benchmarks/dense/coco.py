@@ -24,6 +24,7 @@ from typing import Any
 
 from benchmarks.data.coco import CocoSplit, validate_coco_split
 from benchmarks.dense.backbone import check_dense_input, layer_decay_groups
+from benchmarks.dense.engine import load_mm_glue
 from benchmarks.dense.mmdet_config import DetProtocol, build_mmdet_config
 from benchmarks.dense.neck import pad_divisor, plan_neck, to_jsonable
 from benchmarks.harness import Harness, RunContext, RunOutput
@@ -131,17 +132,7 @@ class CocoDetHarness(Harness):
         if train.categories != val.categories:
             raise DataError(f"{train.ann_path} and {val.ann_path}: the 'categories' lists differ")
         check_variable_input(encoder, protocol, device)
-        if ctx.launcher != "none" and not device.startswith("cuda"):
-            raise VitbenchError(
-                f"launcher '{ctx.launcher}' needs --device cuda: mmengine's launchers bind one GPU per "
-                "process (CPU runs are single-process)"
-            )
-        try:
-            from benchmarks.dense import mm_glue
-        except ImportError as err:
-            raise VitbenchError(
-                f"task {self.task} needs the mm* stack ({err}); install it with: python -m benchmarks.dense.build_mmcv"
-            ) from None
+        mm_glue = load_mm_glue(self.task, ctx.launcher, device)
 
         work = Path(ctx.work_dir) / "mmdet"
         mm_glue.prepare()
