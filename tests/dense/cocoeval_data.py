@@ -55,9 +55,11 @@ def synth_eval_set(
     n_categories: int = 5,
     seed: int = 0,
     sizes: tuple[tuple[int, int], ...] = ((320, 240), (256, 256), (400, 300), (240, 320)),
+    polygon_fraction: float = 0.25,
 ) -> tuple[Path, list[dict[str, Any]]]:
     """Write ``out/gt.json`` and return (its path, the detection list); see the module docstring. ``sizes``: the
-    (width, height) choices of the images."""
+    (width, height) choices of the images; ``polygon_fraction``: the share of detection masks given as polygons
+    (the rest compressed RLE)."""
     from pycocotools import mask as mask_utils
 
     rng = random.Random(seed)
@@ -112,7 +114,7 @@ def synth_eval_set(
                 "bbox": [round(v, 2) for v in (x, y, bw, bh)],
                 "score": round(rng.random(), 5),
             }
-            if rng.random() < 0.75:  # compressed RLE, as mmdet dumps it
+            if rng.random() >= polygon_fraction:  # compressed RLE, as mmdet dumps it
                 rle = mask_utils.encode(_blob(rng, h, w, x, y, bw, bh))
                 det["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
             else:

@@ -81,3 +81,15 @@ def test_auto_picks_faster_coco_eval_and_falls_back_to_pycocotools(monkeypatch: 
         _cocoeval_backend("faster_coco_eval")
     with pytest.raises(VitbenchError, match="unknown COCOeval backend 'detectron2'"):
         _cocoeval_backend("detectron2")
+
+
+@pytest.mark.parametrize("backend", ["pycocotools", "faster_coco_eval"])
+def test_detections_on_images_outside_the_ground_truth_are_a_data_error(eval_set, backend):
+    from methods.errors import DataError
+
+    gt_json, det_file = eval_set
+    dets = json.loads(det_file.read_text())[:3]
+    dets[1] = dets[1] | {"image_id": 987654}
+    for iou_type in ("bbox", "segm"):
+        with pytest.raises(DataError, match=r"detections on image ids not in .*gt.json: \['987654'\]"):
+            coco_stats(gt_json, dets, iou_type, backend=backend)
