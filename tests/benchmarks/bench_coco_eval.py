@@ -8,9 +8,9 @@ timing covers what a run pays: reading both JSON files, COCO indexing, ``loadRes
 summarize, for boxes then masks. The data is synthetic and COCO-shaped: 80 categories, COCO's image sizes, 1 to 8
 instances per image (polygons, RLE, crowd regions; a tenth of the images without any), 100 detections per image as
 mmdet's Mask R-CNN keeps. ``VITBENCH_BENCH_COCO`` = ``images,dets_per_image`` sets the size (default ``500,100``:
-45,000 detections, pycocotools takes 7-9 s on a loaded 2-core VM). Rounds alternate: pycocotools right before each timed faster round;
-the best of 5 rounds of each side is compared (a shared machine). Without faster-coco-eval (the ``dense`` extra;
-``tox -e bench`` installs it) the test fails naming the package.
+45,000 detections, pycocotools takes 7-9 s on a loaded 2-core VM). Rounds alternate: pycocotools right before each
+timed faster round; the best of 5 rounds of each side is compared (a shared machine). Without faster-coco-eval (the
+``dense`` extra; ``tox -e bench`` installs it) the test fails naming the package.
 """
 
 from __future__ import annotations
