@@ -79,6 +79,8 @@ def package_versions() -> dict[str, str]:
         "mmengine",
         "torchgeo",
         "open_clip_torch",
+        "pycocotools",  # COCO tasks: the COCOeval backend (extra.cocoeval_backend) is one of these two
+        "faster-coco-eval",
     ):
         try:
             out[pkg] = version(pkg)

@@ -21,6 +21,7 @@ from typing import Any
 
 from benchmarks.data.ade20k import NUM_CLASSES, remember, resolve_root, validate_ade20k_split
 from benchmarks.dense.backbone import check_dense_input, dense_spec, layer_decay_groups
+from benchmarks.dense.engine import load_mm_glue
 from benchmarks.dense.mmseg_config import SegProtocol, build_mmseg_config, plan_seg_neck
 from benchmarks.dense.neck import pad_divisor, to_jsonable
 from benchmarks.harness import Harness, RunContext, RunOutput
@@ -62,17 +63,7 @@ class Ade20kHarness(Harness):
         spec = dense_spec(encoder.spec, protocol.vit_indices)
         plan = plan_seg_neck(spec, protocol.head, protocol.pyramid_strides, protocol.neck_channels, protocol.pyramid)
         check_dense_input(encoder, pad_divisor(spec, plan), device, "ADE20K feeds whole validation images")
-        if ctx.launcher != "none" and not device.startswith("cuda"):
-            raise VitbenchError(
-                f"launcher '{ctx.launcher}' needs --device cuda: mmengine's launchers bind one GPU per "
-                "process (CPU runs are single-process)"
-            )
-        try:
-            from benchmarks.dense import mm_glue
-        except ImportError as err:
-            raise VitbenchError(
-                f"task {self.task} needs the mm* stack ({err}); install it with: python -m benchmarks.dense.build_mmcv"
-            ) from None
+        mm_glue = load_mm_glue(self.task, ctx.launcher, device)
         classes = mm_glue.ade20k_classes()
         if len(classes) != NUM_CLASSES:
             raise VitbenchError(f"mmseg's ADE20KDataset lists {len(classes)} classes, expected {NUM_CLASSES}")

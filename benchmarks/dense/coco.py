@@ -10,7 +10,8 @@ Data is COCO's layout, checked by :func:`benchmarks.data.coco.validate_coco_spli
 what mmdet silently drops is counted and written to the record's ``dataset.skipped``.
 
 Metrics are COCOeval's 12-number summary, of which the record keeps AP, AP50, AP75, APs, APm, APl for ``bbox``
-and ``segm`` (in %), computed here by :func:`coco_metrics` from the detections mmdet dumps.
+and ``segm`` (in %), computed here by :func:`coco_metrics` from the detections mmdet dumps (mmdet's CocoMetric runs
+with ``format_only``), through faster-coco-eval when it is installed, else pycocotools (same numbers).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from typing import Any
 
 from benchmarks.data.coco import CocoSplit, validate_coco_split
 from benchmarks.dense.backbone import check_dense_input, layer_decay_groups
+from benchmarks.dense.engine import load_mm_glue
 from benchmarks.dense.mmdet_config import DetProtocol, build_mmdet_config
 from benchmarks.dense.neck import pad_divisor, plan_neck, to_jsonable
 from benchmarks.harness import Harness, RunContext, RunOutput
@@ -38,7 +40,9 @@ STAT_NAMES = {"AP": 0, "AP50": 1, "AP75": 2, "APs": 3, "APm": 4, "APl": 5}
 
 # ------------------------------------------------------------------------------------------------ metrics
 def _cocoeval_backend(backend: str) -> tuple[Any, Any, str]:
-    """(COCO class, COCOeval class, name) for "pycocotools", "faster_coco_eval" or "auto" (faster if installed)."""
+    """(COCO class, COCOeval class, name) for "pycocotools", "faster_coco_eval" or "auto": faster-coco-eval (the
+    ``dense`` extra installs it) when it imports, else pycocotools. The harness scores with "auto" and writes the
+    name to the record's ``extra.cocoeval_backend``; both packages' versions are in ``provenance.versions``."""
     if backend in ("auto", "faster_coco_eval"):
         try:
             from faster_coco_eval import COCO as FCOCO
@@ -56,6 +60,23 @@ def _cocoeval_backend(backend: str) -> tuple[Any, Any, str]:
     return COCO, COCOeval, "pycocotools"
 
 
+def _rle(det: dict[str, Any], sizes: dict[Any, tuple[int, int]]) -> dict[str, Any]:
+    """A mask detection's segmentation as compressed RLE: polygons are rasterised at their image's size."""
+    from pycocotools import mask as mask_utils
+
+    seg = det.get("segmentation")
+    if not isinstance(seg, list):
+        return seg  # type: ignore[return-value]
+    if det.get("image_id") not in sizes:
+        raise DataError(f"mask detection on image_id {det.get('image_id')!r}, which is not in the ground truth")
+    rle = mask_utils.merge(mask_utils.frPyObjects(seg, *sizes[det["image_id"]]))
+    return {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
+
+
+def _sizes(images: list[dict[str, Any]]) -> dict[Any, tuple[int, int]]:
+    return {im["id"]: (im["height"], im["width"]) for im in images}
+
+
 def _masks_without_boxes(dets: list[dict[str, Any]], images: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Mask detections as COCOeval should see them: RLE masks and no box.
 
@@ -63,46 +84,73 @@ def _masks_without_boxes(dets: list[dict[str, Any]], images: list[dict[str, Any]
     small/medium/large by box size; mmdet and detectron2 drop the box for mask AP, and so do we. Without a box,
     pycocotools needs RLE, so polygon masks are rasterised at their image's size.
     """
-    from pycocotools import mask as mask_utils
+    sizes = _sizes(images)
+    return [{k: v for k, v in d.items() if k != "bbox"} | {"segmentation": _rle(d, sizes)} for d in dets]
 
-    sizes = {im["id"]: (im["height"], im["width"]) for im in images}
-    out = []
-    for d in dets:
-        d = {k: v for k, v in d.items() if k != "bbox"}
-        seg = d.get("segmentation")
-        if isinstance(seg, list):
-            if d.get("image_id") not in sizes:
-                raise DataError(f"mask detection on image_id {d.get('image_id')!r}, which is not in the ground truth")
-            h, w = sizes[d["image_id"]]
-            rle = mask_utils.merge(mask_utils.frPyObjects(seg, h, w))
-            d["segmentation"] = {"size": rle["size"], "counts": rle["counts"].decode("ascii")}
-        out.append(d)
-    return out
+
+def _faster_mask_results(coco_cls: Any, gt: Any, dets: list[dict[str, Any]]) -> Any:
+    """faster-coco-eval's results object for mask detections, as its ``loadRes`` builds it from the masks of
+    :func:`_masks_without_boxes` (area from the mask, ids from 1, not crowd), built directly: the areas come from
+    one call for all masks instead of one per detection, and a dumped box is kept instead of being recomputed from
+    the mask (faster-coco-eval's mask IoU is computed from the RLE; the box plays no part in mask AP). Same stats
+    as pycocotools to 1e-4 (tests/dense/test_cocoeval_backends.py)."""
+    from faster_coco_eval.core import mask as fast_mask
+
+    sizes = _sizes(gt.dataset["images"])
+    anns = [d | {"segmentation": _rle(d, sizes), "id": i + 1, "iscrowd": 0} for i, d in enumerate(dets)]
+    for ann, area in zip(anns, fast_mask.area([a["segmentation"] for a in anns]).tolist()):
+        ann["area"] = float(area)
+    boxless = [a for a in anns if "bbox" not in a]
+    if boxless:
+        for ann, box in zip(boxless, fast_mask.toBbox([a["segmentation"] for a in boxless]).tolist()):
+            ann["bbox"] = box
+    res = coco_cls()
+    res.dataset = {"images": list(gt.dataset["images"]), "categories": list(gt.dataset["categories"])}
+    res.dataset["annotations"] = anns
+    res.createIndex()
+    return res
+
+
+def coco_stats(
+    gt_json: Path | str, detections: Path | str | list[dict[str, Any]], iou_type: str, backend: str = "auto"
+) -> list[float]:
+    """COCOeval's 12-number summary (fractions: AP, AP50, AP75, APs, APm, APl, AR1, AR10, AR100, ARs, ARm, ARl;
+    -1 where an area range has no ground truth) of ``detections`` (a COCO results file or list) against
+    ``gt_json``, through ``backend`` (see :func:`_cocoeval_backend`). faster-coco-eval gives pycocotools' numbers
+    (equal to 1e-4 on every stat: tests/dense/test_cocoeval_backends.py) several times faster (README § Scale).
+
+    No detections at all gives 0 everywhere (pycocotools cannot load an empty result list).
+    """
+    if iou_type not in IOU_TYPES:
+        raise VitbenchError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
+    dets = detections if isinstance(detections, list) else json.loads(Path(detections).read_text())
+    coco_cls, eval_cls, name = _cocoeval_backend(backend)
+    with contextlib.redirect_stdout(io.StringIO()):  # both print progress; the record holds the numbers
+        gt = coco_cls(str(gt_json))
+        if not dets:
+            return [0.0] * 12
+        unknown = {d.get("image_id") for d in dets} - {im["id"] for im in gt.dataset["images"]}
+        if unknown:
+            raise DataError(f"detections on image ids not in {gt_json}: {sorted(map(repr, unknown))[:5]}")
+        if iou_type == "segm" and name == "faster_coco_eval":
+            res = _faster_mask_results(coco_cls, gt, dets)
+        elif iou_type == "segm":
+            res = gt.loadRes(_masks_without_boxes(dets, gt.dataset["images"]))
+        else:
+            res = gt.loadRes(dets)
+        ev = eval_cls(gt, res, iou_type)
+        ev.evaluate()
+        ev.accumulate()
+        ev.summarize()
+    return [float(s) for s in ev.stats[:12]]  # faster-coco-eval appends AR50 and AR75
 
 
 def coco_metrics(
     gt_json: Path | str, detections: Path | str | list[dict[str, Any]], iou_type: str, backend: str = "auto"
 ) -> dict[str, float]:
-    """COCOeval of ``detections`` (a COCO results file or list) against ``gt_json``; values in %.
-
-    Returns ``AP, AP50, AP75, APs, APm, APl``. An area range without ground truth (COCOeval's -1) is left out;
-    no detections at all gives 0 everywhere (pycocotools cannot load an empty result list).
-    """
-    if iou_type not in IOU_TYPES:
-        raise VitbenchError(f"iou_type must be one of {IOU_TYPES}, got {iou_type!r}")
-    dets = detections if isinstance(detections, list) else json.loads(Path(detections).read_text())
-    coco_cls, eval_cls, _ = _cocoeval_backend(backend)
-    with contextlib.redirect_stdout(io.StringIO()):  # both print progress; the record holds the numbers
-        gt = coco_cls(str(gt_json))
-        if not dets:
-            return dict.fromkeys(STAT_NAMES, 0.0)
-        if iou_type == "segm":
-            dets = _masks_without_boxes(dets, gt.dataset["images"])
-        ev = eval_cls(gt, gt.loadRes(dets), iou_type)
-        ev.evaluate()
-        ev.accumulate()
-        ev.summarize()
-    stats = [float(s) for s in ev.stats]
+    """The record's COCOeval numbers (%): ``AP, AP50, AP75, APs, APm, APl`` of :func:`coco_stats`; an area range
+    without ground truth (COCOeval's -1) is left out."""
+    stats = coco_stats(gt_json, detections, iou_type, backend)
     return {k: 100.0 * stats[i] for k, i in STAT_NAMES.items() if stats[i] >= 0}
 
 
@@ -131,17 +179,7 @@ class CocoDetHarness(Harness):
         if train.categories != val.categories:
             raise DataError(f"{train.ann_path} and {val.ann_path}: the 'categories' lists differ")
         check_variable_input(encoder, protocol, device)
-        if ctx.launcher != "none" and not device.startswith("cuda"):
-            raise VitbenchError(
-                f"launcher '{ctx.launcher}' needs --device cuda: mmengine's launchers bind one GPU per "
-                "process (CPU runs are single-process)"
-            )
-        try:
-            from benchmarks.dense import mm_glue
-        except ImportError as err:
-            raise VitbenchError(
-                f"task {self.task} needs the mm* stack ({err}); install it with: python -m benchmarks.dense.build_mmcv"
-            ) from None
+        mm_glue = load_mm_glue(self.task, ctx.launcher, device)
 
         work = Path(ctx.work_dir) / "mmdet"
         mm_glue.prepare()
@@ -169,7 +207,7 @@ class CocoDetHarness(Harness):
         _, _, backend = _cocoeval_backend("auto")
         if result.is_main_process:
             for t in IOU_TYPES:
-                values = coco_metrics(val.ann_path, detections[t], t)
+                values = coco_metrics(val.ann_path, detections[t], t, backend=backend)
                 for s in STAT_NAMES:
                     if s in values:
                         metrics[f"{t}_{s}"] = values[s]

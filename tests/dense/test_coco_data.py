@@ -257,6 +257,23 @@ def test_launcher_comes_from_the_run_context(coco_root: Path, tmp_path: Path, vi
         run_coco("coco-maskrcnn-fpn-1x", vit_encoder, coco_root, tmp_path / "out", launcher="pytorch")
 
 
+def test_missing_mm_stack_names_the_command_that_builds_it(monkeypatch: pytest.MonkeyPatch):
+    """Both dense harnesses load mm_glue through benchmarks.dense.engine: without the mm* stack, one line naming
+    the task and the build command (the import fails as it would without mmcv)."""
+    import sys
+
+    import benchmarks.dense
+    from benchmarks.dense.engine import load_mm_glue
+    from methods.errors import VitbenchError
+
+    monkeypatch.delattr(benchmarks.dense, "mm_glue", raising=False)
+    monkeypatch.setitem(sys.modules, "benchmarks.dense.mm_glue", None)
+    with pytest.raises(VitbenchError, match=r"task ade20k-semfpn-40k needs the mm\* stack .*build_mmcv"):
+        load_mm_glue("ade20k-semfpn-40k", "none", "cpu")
+    with pytest.raises(VitbenchError, match="launcher 'slurm' needs --device cuda"):
+        load_mm_glue("ade20k-semfpn-40k", "slurm", "cpu")
+
+
 @pytest.mark.parametrize(
     ("task", "other"),
     [("coco-maskrcnn-3x", "coco-cascade-3x"), ("coco-cascade-3x", "coco-maskrcnn-3x"), ("coco-maskrcnn-fpn-1x", "knn")],

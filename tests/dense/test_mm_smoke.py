@@ -1,6 +1,7 @@
 """End-to-end on the mm* stack (marker ``dense``; `.ci/run` runs them after building the stack).
 
-A smoke run through the CLI writes a valid record with box and mask AP; the built detector's neck has the
+A smoke run through the CLI writes a valid record with box and mask AP (scored by faster-coco-eval, equal to
+pycocotools on the dumped detections); the built detector's neck has the
 planned shapes; a second run resumes from the first run's checkpoint; mmdet's own CocoMetric agrees with
 vitbench's COCOeval on a fixed detection file; the glue registers in both engines and reports dumped files
 generically.
@@ -61,6 +62,17 @@ def test_smoke_run_via_cli_writes_valid_record(coco_root: Path, tmp_path: Path, 
     assert extra["train_iters"] == 2 * 8  # 2 epochs x 16 images / batch 2
     assert extra["effective_lr"] == pytest.approx(2e-4)
     assert record.dataset.n_samples == 8 and record.dataset.name == "coco"
+    # scored through faster-coco-eval (the dense extra installs it), named in the record, and equal to pycocotools
+    # on the very detections the run dumped, to 1e-4 on every number the record keeps
+    from benchmarks.dense.coco import STAT_NAMES, coco_stats
+
+    assert extra["cocoeval_backend"] == "faster_coco_eval"
+    assert {"faster-coco-eval", "pycocotools"} <= set(record.provenance.versions)
+    gt_json = coco_root / "annotations" / "instances_val2017.json"
+    for iou in ("bbox", "segm"):
+        ref = coco_stats(gt_json, extra["detections"][iou], iou, backend="pycocotools")
+        for name, i in STAT_NAMES.items():
+            assert record.metrics[f"{iou}_{name}"] / 100 == pytest.approx(ref[i], abs=1e-4), (iou, name)
 
 
 @pytest.mark.parametrize("task", ["coco-maskrcnn-3x", "coco-cascade-3x"])
