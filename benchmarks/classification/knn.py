@@ -83,12 +83,13 @@ class _TrainChunks:
     def __call__(self, start: int) -> torch.Tensor:
         m = min(self.chunk, self.n - start)
         rows = self.rows[:m]
-        if self.stage is not None:
+        if isinstance(self.x, torch.Tensor):
+            rows.copy_(self.x[start : start + m])
+        else:
+            assert self.stage is not None
             stage = self.stage[:m]
             np.copyto(stage, self.x[start : start + m])
             rows.copy_(torch.from_numpy(stage))
-        else:
-            rows.copy_(self.x[start : start + m])
         rows.div_(rows.norm(2, 1, keepdim=True).clamp_min_(1e-12))  # F.normalize(dim=1), in place
         keys = self.keys[: m * self.d].view(self.d, m)
         keys.copy_(rows.T)
