@@ -281,6 +281,9 @@ def _too_deep(data: Any, limit: int = MAX_DEPTH) -> bool:
     return bool(level)
 
 
+_DECODER = json.JSONDecoder(object_pairs_hook=_no_duplicates)  # reusable: what json.loads builds per call
+
+
 def decode_record_json(raw: bytes | str, path: Path | str = "<record>") -> dict[str, Any]:
     """Decode a record file's text into a JSON object, refusing what ``json.loads`` would silently accept or
     crash on: duplicate keys (the last would win) and nesting deeper than :data:`MAX_DEPTH` (``RecursionError``).
@@ -293,7 +296,7 @@ def decode_record_json(raw: bytes | str, path: Path | str = "<record>") -> dict[
             raise RecordError(f"{path}: not UTF-8 text") from None
 
     try:
-        data = json.loads(raw, object_pairs_hook=_no_duplicates)
+        data = _DECODER.decode(raw)  # json.loads(raw, object_pairs_hook=...) without a decoder per call
     except _DuplicateKey as err:
         raise RecordError(f"{path}: duplicate key '{err.args[0]}' (a record names each field once)") from None
     except RecursionError:
