@@ -307,7 +307,9 @@ def decode_record_json(raw: bytes | str, path: Path | str = "<record>") -> dict[
         raise RecordError(f"{path}: not valid JSON ({str(err).splitlines()[0][:120]})") from None
     if not isinstance(data, dict):
         raise RecordError(f"{path}: expected a JSON object, got {type(data).__name__}")
-    if _too_deep(data):
+    # Nesting depth is at most the number of '{' and '[' in the text (strings may only add some): a short record
+    # needs no walk. The walk decides otherwise.
+    if raw.count("{") + raw.count("[") > MAX_DEPTH and _too_deep(data):
         raise RecordError(f"{path}: nested deeper than {MAX_DEPTH} levels")
     return data
 

@@ -94,3 +94,22 @@ def test_duplicate_keys_name_the_first_repeated_key() -> None:
         decode_record_json('{"a": 1, "b": 2, "a": 1, "b": 2}')
     text = '{"a": {"a": 1}, "b": [{"a": 2}, {"a": 3}]}'
     assert decode_record_json(text) == json.loads(text)  # the same key in different objects is no duplicate
+
+
+def test_a_record_with_few_brackets_skips_the_walk_and_one_with_many_is_walked(monkeypatch: pytest.MonkeyPatch) -> None:
+    import benchmarks.records as records
+
+    walked: list[Any] = []
+    real = records._too_deep
+
+    def spy(data: Any, limit: int = MAX_DEPTH) -> bool:
+        walked.append(data)
+        return real(data, limit)
+
+    monkeypatch.setattr(records, "_too_deep", spy)
+    decode_record_json('{"a": [[1], {"b": "[[[[["}]}')
+    assert walked == []  # 4 containers (and 5 brackets in a string): depth <= 9 <= 32 without looking
+    text = '{"a": ' + "[" * MAX_DEPTH + "]" * MAX_DEPTH + "}"
+    with pytest.raises(RecordError, match="nested deeper"):
+        decode_record_json(text)
+    assert len(walked) == 1
