@@ -107,28 +107,37 @@ def knn_neighbours(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The ``k`` most cosine-similar train rows of each test block ``(start, stop)`` in ``rows``: (similarities,
     train indices), each ``[stop - start, k]``, in descending similarity. Train rows are read (and normalised) once,
-    ``train_chunk`` at a time, each chunk against every test block, merged into a running top-k per block (one
-    ``cat`` + top-k over ``[block, k + chunk's k]``): memory is ``[block, train_chunk]`` (one reused similarity
-    buffer) plus ``[test rows, k]``, whatever the train-set size."""
+    ``train_chunk`` at a time, each chunk against every test block. After the first chunk the block's running top-k
+    sits in the first ``k`` columns of the similarity buffer and the chunk's similarities are written after it, so
+    one top-k over ``[block, k + chunk]`` is the merge: its heap starts from the best so far, so few of the chunk's
+    values enter it (a separate top-k of each chunk cost a fixed ~45 ms per 512 rows and chunk, 1.29x the one-pass
+    time at two chunks). Memory is ``[block, k + train_chunk]`` (one reused buffer) plus ``[test rows, k]``, whatever
+    the train-set size."""
     n = len(train_x)
     queries = [_rows(test_x, start, stop) for start, stop in rows]
     chunks = _TrainChunks(train_x, train_chunk)
-    sim_buf = torch.empty(max((len(q) for q in queries), default=0) * chunks.chunk)
+    kmax = min(k, n)
+    sim_buf = torch.empty(max((len(q) for q in queries), default=0) * (kmax + chunks.chunk))
     best: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(queries)
     for t in range(0, n, chunks.chunk):
         keys = chunks(t)  # [D, m]
         m = keys.shape[1]
         for i, q in enumerate(queries):
-            sim = sim_buf[: len(q) * m].view(len(q), m)
-            torch.mm(q, keys, out=sim)
-            top_sim, top_idx = sim.topk(min(k, m), dim=1)
             prev = best[i]
-            if prev is None:
+            if prev is None:  # the first chunk: its own top-k
+                sim = sim_buf[: len(q) * m].view(len(q), m)
+                torch.mm(q, keys, out=sim)
+                top_sim, top_idx = sim.topk(min(kmax, m), dim=1)
                 best[i] = (top_sim, top_idx + t if t else top_idx)
                 continue
-            cand_sim, cand_idx = torch.cat([prev[0], top_sim], 1), torch.cat([prev[1], top_idx + t], 1)
-            best_sim, pos = cand_sim.topk(min(k, cand_sim.shape[1]), dim=1)
-            best[i] = (best_sim, cand_idx.gather(1, pos))
+            kk = prev[0].shape[1]
+            sim = sim_buf[: len(q) * (kk + m)].view(len(q), kk + m)
+            sim[:, :kk].copy_(prev[0])
+            torch.mm(q, keys, out=sim[:, kk:])  # row stride kk + m: BLAS writes in place, the same values
+            top_sim, pos = sim.topk(min(kmax, kk + m), dim=1)
+            from_prev = pos < kk
+            idx = torch.where(from_prev, prev[1].gather(1, pos.clamp(max=kk - 1)), pos + (t - kk))
+            best[i] = (top_sim, idx)
     # None only without train rows
     none = [(torch.empty(len(q), 0), torch.empty(len(q), 0, dtype=torch.long)) for q in queries]
     return [e if b is None else b for b, e in zip(best, none)]
