@@ -28,7 +28,16 @@ from leaderboard.collect import TaskLookup, find_task
 from leaderboard.compare import Leaderboard, assemble, comparison_rows, render
 from leaderboard.markdown import leaderboard_md
 from leaderboard.reported import Paper, Tolerances
-from leaderboard.views import Adapters, group_view, inline_md, json_script, paper_href, paper_rows, task_view
+from leaderboard.views import (
+    Adapters,
+    group_section_html,
+    group_view,
+    inline_md,
+    json_script,
+    paper_href,
+    paper_rows,
+    task_view,
+)
 from methods.errors import VitbenchError
 
 MARKER = ".vitbench-site"
@@ -295,7 +304,7 @@ def _write_site(lb: Leaderboard, out: Path, registered: set[str]) -> int:
                     root="../../",
                     t=t,
                     method=method,
-                    groups=[group_view(g, t) for g in groups],
+                    groups=[group_section_html(group_view(g, t)) for g in groups],
                     paper=paper,
                     paper_href=paper_href("../../", paper) if paper else "",
                 ),

@@ -113,7 +113,8 @@ def load_records(results: Path | str, task_lookup: TaskLookup | None = None) -> 
     for path in iter_record_files(root):
         rel = Path(str(path)[prefix:])  # plain string slicing: pathlib's relative_to is slow over 10k files
         try:
-            record = Record.model_validate(decode_record_json(path.read_bytes(), rel))
+            raw = path.read_bytes()
+            record = Record.model_validate(decode_record_json(raw, rel))
         except ValidationError as err:
             rejected.append((rel, format_validation_error(rel, err)))
             continue
@@ -128,7 +129,7 @@ def load_records(results: Path | str, task_lookup: TaskLookup | None = None) -> 
             # The layout is one file per (task, method, variant, seed): a misplaced file could shadow another run.
             rejected.append((rel, f"{rel}: path: the record says it belongs at {record.relpath()}"))
             continue
-        problem = validate_record(record, rel, lookup, current=False)
+        problem = validate_record(record, rel, lookup, current=False, raw=raw)
         if problem is not None:
             rejected.append((rel, problem))
             continue

@@ -66,6 +66,36 @@ def _rows(x: Features, start: int, stop: int) -> torch.Tensor:
     return F.normalize(t.float(), dim=1)
 
 
+class _TrainChunks:
+    """Train rows ``chunk`` at a time as the transposed, L2-normalised float32 keys ``[D, rows]`` of the similarity
+    matmul, in buffers allocated once and reused for every chunk: a staging copy of the memmap rows (the cache's
+    dtype), their float32 normalised values (``F.normalize``'s own ops, in place: the same bits), and their
+    contiguous transpose (``q @ keys`` with contiguous keys is the faster GEMM layout here, with the same bits as
+    ``q @ rows.T``)."""
+
+    def __init__(self, x: Features, chunk: int) -> None:
+        self.x, self.n, self.d = x, len(x), int(x.shape[1])
+        self.chunk = max(1, min(chunk, self.n))
+        self.stage = np.empty((self.chunk, self.d), x.dtype) if isinstance(x, np.ndarray) else None
+        self.rows = torch.empty(self.chunk, self.d)
+        self.keys = torch.empty(self.chunk * self.d)
+
+    def __call__(self, start: int) -> torch.Tensor:
+        m = min(self.chunk, self.n - start)
+        rows = self.rows[:m]
+        if isinstance(self.x, torch.Tensor):
+            rows.copy_(self.x[start : start + m])
+        else:
+            assert self.stage is not None
+            stage = self.stage[:m]
+            np.copyto(stage, self.x[start : start + m])
+            rows.copy_(torch.from_numpy(stage))
+        rows.div_(rows.norm(2, 1, keepdim=True).clamp_min_(1e-12))  # F.normalize(dim=1), in place
+        keys = self.keys[: m * self.d].view(self.d, m)
+        keys.copy_(rows.T)
+        return keys
+
+
 @torch.no_grad()
 def knn_neighbours(
     train_x: Features,
@@ -77,20 +107,40 @@ def knn_neighbours(
 ) -> list[tuple[torch.Tensor, torch.Tensor]]:
     """The ``k`` most cosine-similar train rows of each test block ``(start, stop)`` in ``rows``: (similarities,
     train indices), each ``[stop - start, k]``, in descending similarity. Train rows are read (and normalised) once,
-    ``train_chunk`` at a time, each chunk against every test block, merged into a running top-k per block: memory is
-    ``[block, train_chunk]`` plus ``[test rows, k]``, whatever the train-set size."""
+    ``train_chunk`` at a time, each chunk against every test block. After the first chunk the block's running top-k
+    sits in the first ``k`` columns of the similarity buffer and the chunk's similarities are written after it, so
+    one top-k over ``[block, k + chunk]`` is the merge: its heap starts from the best so far, so few of the chunk's
+    values enter it (a separate top-k of each chunk cost a fixed ~45 ms per 512 rows and chunk, 1.29x the one-pass
+    time at two chunks). Memory is ``[block, k + train_chunk]`` (one reused buffer) plus ``[test rows, k]``, whatever
+    the train-set size."""
     n = len(train_x)
     queries = [_rows(test_x, start, stop) for start, stop in rows]
-    best = [(torch.empty(len(q), 0), torch.empty(len(q), 0, dtype=torch.long)) for q in queries]
-    for t in range(0, n, train_chunk):
-        keys = _rows(train_x, t, min(t + train_chunk, n)).T  # [D, chunk]
+    chunks = _TrainChunks(train_x, train_chunk)
+    kmax = min(k, n)
+    sim_buf = torch.empty(max((len(q) for q in queries), default=0) * (kmax + chunks.chunk))
+    best: list[tuple[torch.Tensor, torch.Tensor] | None] = [None] * len(queries)
+    for t in range(0, n, chunks.chunk):
+        keys = chunks(t)  # [D, m]
+        m = keys.shape[1]
         for i, q in enumerate(queries):
-            sim = q @ keys  # [block, chunk]
-            top_sim, top_idx = sim.topk(min(k, sim.shape[1]), dim=1)
-            cand_sim, cand_idx = torch.cat([best[i][0], top_sim], 1), torch.cat([best[i][1], top_idx + t], 1)
-            best_sim, pos = cand_sim.topk(min(k, cand_sim.shape[1]), dim=1)
-            best[i] = (best_sim, cand_idx.gather(1, pos))
-    return best
+            prev = best[i]
+            if prev is None:  # the first chunk: its own top-k
+                sim = sim_buf[: len(q) * m].view(len(q), m)
+                torch.mm(q, keys, out=sim)
+                top_sim, top_idx = sim.topk(min(kmax, m), dim=1)
+                best[i] = (top_sim, top_idx + t if t else top_idx)
+                continue
+            kk = prev[0].shape[1]
+            sim = sim_buf[: len(q) * (kk + m)].view(len(q), kk + m)
+            sim[:, :kk].copy_(prev[0])
+            torch.mm(q, keys, out=sim[:, kk:])  # row stride kk + m: BLAS writes in place, the same values
+            top_sim, pos = sim.topk(min(kmax, kk + m), dim=1)
+            from_prev = pos < kk
+            idx = torch.where(from_prev, prev[1].gather(1, pos.clamp(max=kk - 1)), pos + (t - kk))
+            best[i] = (top_sim, idx)
+    # None only without train rows
+    none = [(torch.empty(len(q), 0), torch.empty(len(q), 0, dtype=torch.long)) for q in queries]
+    return [e if b is None else b for b, e in zip(best, none)]
 
 
 @torch.no_grad()

@@ -132,3 +132,26 @@ def test_chunked_one_pass_predictions_equal_dinos_vote_for_every_k() -> None:
     # The chunks of one rank of two are every other test chunk: the two ranks together cover each test row once.
     halves = [knn_predict(train, train_y, test, (20,), 0.07, 7, test_chunk=48, chunks=range(r, 3, 2)) for r in (0, 1)]
     assert sorted(halves[0][20]) == [0, 2] and sorted(halves[1][20]) == [1]
+
+
+@pytest.mark.parametrize("train_chunk", [1, 7, 96, 199, 200, 201, 1000, 5000])
+def test_running_top_k_equals_the_whole_matrix_top_k(train_chunk: int) -> None:
+    """The merge in the similarity buffer (the best so far in its first k columns, the chunk's similarities written
+    after them by a strided matmul) gives the whole matrix's top-k: the same train rows in the same order, for
+    chunks smaller than, equal to and larger than k. (Similarities agree to float32 rounding, not bit for bit: BLAS
+    picks its kernel by matrix shape, and a 32-row block against a 7-row chunk is another shape than 70 x 1000.)"""
+    import numpy as np
+
+    from benchmarks.classification.knn import knn_neighbours
+
+    gen = torch.Generator().manual_seed(1)
+    train = torch.randn(1000, 24, generator=gen).half().numpy()
+    test = torch.randn(70, 24, generator=gen).half().numpy()
+    rows = [(0, 32), (32, 64), (64, 70)]
+    got = knn_neighbours(train, test, 200, rows=rows, train_chunk=train_chunk)
+    tx, vx = (torch.nn.functional.normalize(torch.from_numpy(a.astype(np.float32)), dim=1) for a in (train, test))
+    want_sim, want_idx = (vx @ tx.T).topk(200, dim=1)
+    for (start, stop), (sim, idx) in zip(rows, got):
+        torch.testing.assert_close(sim, want_sim[start:stop], rtol=0, atol=1e-6)
+        assert torch.equal(idx, want_idx[start:stop])  # random fp16 features: no near-ties
+    assert knn_neighbours(train, test, 5000, rows=rows[:1], train_chunk=train_chunk)[0][0].shape == (32, 1000)
