@@ -15,6 +15,7 @@ statistics pass.
 from __future__ import annotations
 
 import mmap
+import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -101,16 +102,17 @@ class _Mapped:
 
     def __init__(self, arr: np.ndarray) -> None:
         self.arr, self._mm, self._read = arr, None, 0
-        filename = getattr(arr, "filename", None)
+        name = getattr(arr, "filename", None)  # np.load of a Path keeps the Path
+        path = Path(os.fspath(name)) if isinstance(name, (str, os.PathLike)) else None
         offset = int(getattr(arr, "offset", 0))
         whole = (  # the array is the whole ``.npy`` file's data, not a view of part of it
             isinstance(arr, np.memmap)
-            and isinstance(filename, str)
+            and path is not None
             and arr.flags.c_contiguous
-            and offset + arr.nbytes == Path(filename).stat().st_size
+            and offset + arr.nbytes == path.stat().st_size
         )
-        if whole:
-            with Path(str(filename)).open("rb") as fh:
+        if whole and path is not None:
+            with path.open("rb") as fh:
                 self._mm = mmap.mmap(fh.fileno(), 0, access=mmap.ACCESS_READ)
             self.arr = np.ndarray(arr.shape, arr.dtype, buffer=self._mm, offset=offset)
 
