@@ -221,20 +221,20 @@ def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_torchrun_partial_label_linear_heads_equal_one_process(voc: Path, tmp_path: Path):
     """``voc-partial`` with an encoder without a text tower trains the probe engine's multi-label grid (ASL, unknown
-    labels masked) for each of the 9 label proportions. Under torchrun each rank extracts half of each split and the
+    labels masked) for each label proportion (3 of the 9 here, to keep the test short). Under torchrun each rank extracts half of each split and the
     heads train under DDP, every rank's masked loss sum divided by the global batch's number of known labels, so the
     averaged gradient is the one-process gradient up to float summation order. Tolerance: 0.1 point of mAP per
     proportion, the same selected head for each (on this data every number comes out identical)."""
-    task = "voc-partial"
+    task, extra = "voc-partial", ("--set", "proportions=[0.1,0.5,0.9]")
     one, two = tmp_path / "one", tmp_path / "two"
-    _vitbench(_cli(task, voc, one), tmp_path / "cache1")
-    proc = _vitbench(_cli(task, voc, two), tmp_path / "cache2", torchrun=2)
+    _vitbench(_cli(task, voc, one, *extra), tmp_path / "cache1", threads=1)
+    proc = _vitbench(_cli(task, voc, two, *extra), tmp_path / "cache2", torchrun=2, threads=1)
     assert proc.stdout.count("record:") == 1, proc.stdout
     a, b = _record(one, task), _record(two, task)
     assert a["provenance"]["world_size"] == 1 and b["provenance"]["world_size"] == 2
     assert b["probe"] == a["probe"] and b["dataset"] == a["dataset"] and a["probe"]["head"] == "linear"
     assert list((two / "runs").rglob("*.json")) == [two / "runs" / task / "dino" / "vits16__seed0.json"]
-    assert set(a["metrics"]) == set(b["metrics"]) and len(a["metrics"]) == 10
+    assert set(a["metrics"]) == set(b["metrics"]) and len(a["metrics"]) == 4
     for name, value in a["metrics"].items():
         assert abs(b["metrics"][name] - value) <= 0.1, (name, value, b["metrics"][name])
     for p, detail in a["extra"]["per_proportion"].items():
