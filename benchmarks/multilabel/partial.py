@@ -71,14 +71,14 @@ class PartialLabelHarness(Harness):
         full = train.split.targets
         draws = label_draws(full.shape[0], full.shape[1], ctx.seed)
         masked = {p: partial_targets(full, p, draws, protocol.min_known) for p in protocol.proportions}
-        if head == "linear":
-            dist = init_distributed(ctx)  # torchrun: extraction sharded, heads under DDP; rank 0 writes the record
-            try:
+        dist = init_distributed(ctx)  # torchrun: extraction sharded, heads / prompts trained over ranks; rank 0 writes
+        try:
+            if head == "linear":
                 results, probe = self._linear(ctx, protocol, train.split, test.split, masked, dist)
-            finally:
-                finish_distributed(dist)
-        else:
-            results, probe = self._dualcoop(ctx, protocol, train.split, test.split, masked)
+            else:
+                results, probe = self._dualcoop(ctx, protocol, train.split, test.split, masked, dist)
+        finally:
+            finish_distributed(dist)
         metrics = {f"mAP_p{pct(p)}": results[p]["mAP"] for p in protocol.proportions}
         metrics["mAP"] = float(np.mean([results[p]["mAP"] for p in protocol.proportions]))
         official = {f"p{pct(p)}": results[p]["official"] for p in protocol.proportions}
@@ -177,10 +177,11 @@ class PartialLabelHarness(Harness):
         train: LabelledSplit,
         test: LabelledSplit,
         masked: dict[float, np.ndarray],
+        info: DistInfo,
     ) -> tuple[dict[float, dict[str, Any]], dict[str, Any]]:
         enc = ctx.encoder
         towers = enc.image_text()
-        kw: dict[str, Any] = {"device": ctx.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress}
+        kw: dict[str, Any] = {"device": info.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress, "dist": info}
         tr_regions = region_features(enc, train, protocol.prompt_resolution, **kw)
         te_regions = region_features(enc, test, protocol.prompt_resolution, **kw)
         fit, hold = holdout_split(train.targets, protocol.holdout_fraction, ctx.seed)
@@ -224,9 +225,10 @@ class PartialLabelHarness(Harness):
                 recipe,
                 on_epoch=on_epoch,
                 seed=ctx.seed,
-                device=ctx.device,
+                device=info.device,
                 progress=ctx.progress,
                 desc=f"DualCoOp p={p:g}",
+                dist=info,
             )
             best = max(range(len(history)), key=lambda e: (history[e]["holdout_mAP"], -e))
             oracle = max(range(len(history)), key=lambda e: (history[e]["test_mAP"], -e))
