@@ -221,10 +221,11 @@ def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
 
 def test_torchrun_partial_label_linear_heads_equal_one_process(voc: Path, tmp_path: Path):
     """``voc-partial`` with an encoder without a text tower trains the probe engine's multi-label grid (ASL, unknown
-    labels masked) for each label proportion (3 of the 9 here, to keep the test short). Under torchrun each rank extracts half of each split and the
-    heads train under DDP, every rank's masked loss sum divided by the global batch's number of known labels, so the
-    averaged gradient is the one-process gradient up to float summation order. Tolerance: 0.1 point of mAP per
-    proportion, the same selected head for each (on this data every number comes out identical)."""
+    labels masked) for each label proportion (3 of the 9 here, to keep the test short). Under torchrun each rank
+    extracts half of each split and the heads train under DDP, every rank's masked loss sum divided by the global
+    batch's number of known labels, so the averaged gradient is the one-process gradient up to float summation
+    order. Tolerance: 0.1 point of mAP per proportion, the same selected head for each (on this data every number
+    comes out identical)."""
     task, extra = "voc-partial", ("--set", "proportions=[0.1,0.5,0.9]")
     one, two = tmp_path / "one", tmp_path / "two"
     _vitbench(_cli(task, voc, one, *extra), tmp_path / "cache1", threads=1)
