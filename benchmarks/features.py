@@ -482,7 +482,10 @@ def _allocate(partial: Path | None, first: dict[str, np.ndarray], n: int) -> dic
 
 
 def _checkpoint(partial: Path, arrays: dict[str, np.ndarray], done: int) -> None:
-    for arr in arrays.values():
+    for name, arr in arrays.items():
         if isinstance(arr, np.memmap):
             arr.flush()
+            # Mapped again, so the pages written so far leave this process's resident set (they are on disk, and in
+            # the page cache): extraction's memory does not grow with the number of images.
+            arrays[name] = np.load(partial / f"{name}.npy", mmap_mode="r+")
     atomic_write_text(partial / "progress.json", json.dumps({"done": done, "arrays": list(arrays)}))

@@ -9,9 +9,8 @@ test (:func:`benchmarks.bigearthnet.common.report`).
 
 from __future__ import annotations
 
-import torch
-
 from benchmarks.bigearthnet.common import (
+    Splits,
     card,
     channel_map,
     dataset_info,
@@ -21,10 +20,12 @@ from benchmarks.bigearthnet.common import (
     report,
 )
 from benchmarks.bigearthnet.protocols import BigEarthNetLinearProtocol
-from benchmarks.classification.linear import recipes
+from benchmarks.classification.linear import block_recipes
+from benchmarks.distributed import DistInfo, finish_distributed, init_distributed
 from benchmarks.harness import Harness, RunContext, RunOutput
-from benchmarks.probe.engine import as_tensor, block_features, fit_grid, stack_blocks
+from benchmarks.probe.engine import as_tensor, block_features, fit_grid
 from benchmarks.probe.heads import Target
+from benchmarks.probe.rows import head_logits
 
 __all__ = ["BigEarthNetLinearHarness", "BigEarthNetLinearProtocol"]
 
@@ -48,8 +49,14 @@ class BigEarthNetLinearHarness(Harness):
     the ``linear`` task): a plain ViT offers its last ``n_last_blocks``, a hierarchical encoder its last stage."""
 
     def run(self, ctx: RunContext, protocol: BigEarthNetLinearProtocol) -> RunOutput:
-        p = protocol
-        splits = load_splits(ctx, p)
+        splits = load_splits(ctx, protocol)
+        info = init_distributed(ctx)  # torchrun: extraction sharded, heads under DDP; rank 0 writes the record
+        try:
+            return self._run(ctx, protocol, splits, info)
+        finally:
+            finish_distributed(info)
+
+    def _run(self, ctx: RunContext, p: BigEarthNetLinearProtocol, splits: Splits, info: DistInfo) -> RunOutput:
         enc = ctx.encoder
         bands = splits.train.bands or ()
         cmap = channel_map(enc, p, bands)
@@ -59,7 +66,8 @@ class BigEarthNetLinearHarness(Harness):
         blocks = list(range(nb - k, nb))
         kw = {
             "resolution": None,
-            "device": ctx.device,
+            "device": info.device,
+            "dist": info,
             "cache_dir": ctx.cache_dir,
             "progress": ctx.progress,
             "missing_bands": missing,
@@ -68,10 +76,7 @@ class BigEarthNetLinearHarness(Harness):
         }
         named = {"train": splits.train, "val": splits.val, "test": splits.test}
         feats = {n: block_features(enc, split, blocks, **kw) for n, split in named.items()}
-        x = {
-            n: recipes(stack_blocks(f, "tok", blocks), stack_blocks(f, "avg", blocks), (k,), (False,))
-            for n, f in feats.items()
-        }
+        x = {n: block_recipes(f, blocks, (k,), (False,)) for n, f in feats.items()}  # read per batch
         y = {n: as_tensor(f["labels"]).long() for n, f in feats.items()}
         res = fit_grid(
             x["train"],
@@ -86,13 +91,13 @@ class BigEarthNetLinearHarness(Harness):
             weight_decay=p.weight_decay,
             holdout_fraction=p.holdout_fraction,
             seed=ctx.seed,
-            device=ctx.device,
+            device=info.device,
             progress=ctx.progress,
+            dist=info,
         )
         recipe = res.best.split("@")[0]
         head = res.heads[res.best]
-        with torch.no_grad():
-            val_logits, test_logits = (head(x[n][recipe].float()) for n in ("val", "test"))
+        val_logits, test_logits = (head_logits(head, x[n], recipe) for n in ("val", "test"))
         metrics = report(val_logits, y["val"], test_logits, y["test"], p)
         probe = {
             **card(enc, p, splits, cmap, missing),

@@ -29,10 +29,11 @@ from benchmarks.probe.engine import (
     block_features,
     dataset_info,
     fit_grid,
-    stack_blocks,
+    recipe_rows,
     transform_for,
 )
 from benchmarks.probe.heads import Target, accuracy, holdout_split, train_head_grid
+from benchmarks.probe.rows import RecipeRows
 
 __all__ = [
     "LinearHarness",
@@ -54,6 +55,22 @@ def recipes(tok: torch.Tensor, avg: torch.Tensor, n_last_blocks: tuple[int, ...]
         for pool in avgpool:
             out[f"cls_last{n_last}" + ("+avg" if pool else "")] = torch.cat([cls, avg[:, -1]], 1) if pool else cls
     return out
+
+
+def block_recipes(
+    f: dict[str, np.ndarray], blocks: list[int], n_last_blocks: tuple[int, ...], avgpool: tuple[bool, ...]
+) -> RecipeRows:
+    """:func:`recipes` of the cached per-block features ``f`` (``tok{b}`` / ``avg{b}``), built a mini-batch at a time
+    from the memory-mapped cache: the same fp16 values as ``recipes`` of the stacked arrays, without holding them."""
+    need = [b for b in blocks if any(b in blocks[-n:] for n in n_last_blocks)]
+    keys = [f"tok{b}" for b in need] + ([f"avg{blocks[-1]}"] if any(avgpool) else [])
+
+    def build(t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+        tok = torch.stack([t[f"tok{b}"] for b in need], dim=1)
+        avg = t[f"avg{blocks[-1]}"][:, None] if any(avgpool) else tok[:, -1:]
+        return recipes(tok, avg, n_last_blocks, avgpool)
+
+    return recipe_rows(f, keys, build)
 
 
 def _grid_kwargs(
@@ -154,14 +171,14 @@ class LinearHarness(Harness):
         n_last = tuple(n for n in protocol.n_last_blocks if n <= k) or (1,)
         tr, va = _features(ctx, protocol, blocks, info, train, val)
         y, vy = as_tensor(tr["labels"]).long(), as_tensor(va["labels"]).long()
-        train_r = recipes(stack_blocks(tr, "tok", blocks), stack_blocks(tr, "avg", blocks), n_last, protocol.avgpool)
-        val_r = recipes(stack_blocks(va, "tok", blocks), stack_blocks(va, "avg", blocks), n_last, protocol.avgpool)
+        train_r = block_recipes(tr, blocks, n_last, protocol.avgpool)  # built per batch from the memmap
+        val_r = block_recipes(va, blocks, n_last, protocol.avgpool)
         target = Target("single", len(train.classes))
         res = fit_grid(train_r, y, val_r, vy, target, **_grid_kwargs(ctx, protocol, info, train, val))
         probe = {
             "selected_head": res.best,
             **_card(ctx, protocol, blocks, f"{enc.spec.probe_pool} token per block"),
-            "recipes": list(train_r),
+            "recipes": list(train_r.recipes),
             "selection": f"best holdout top-1 on {protocol.holdout_fraction:.0%} of train, last-epoch weights",
         }
         return RunOutput(
@@ -189,20 +206,21 @@ class PerLayerLinearHarness(Harness):
         tr, va = _features(ctx, protocol, blocks, info, train, val)
         y, vy = as_tensor(tr["labels"]).long(), as_tensor(va["labels"]).long()
 
-        def per_block(f: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-            out = {f"b{b}": as_tensor(f[f"tok{b}"]) for b in blocks}
-            if enc.spec.probe_pool == "token":  # otherwise the probe token already is the patch mean
-                out.update({f"avg_b{b}": as_tensor(f[f"avg{b}"]) for b in blocks})
-            return out
+        names = {f"b{b}": f"tok{b}" for b in blocks}
+        if enc.spec.probe_pool == "token":  # otherwise the probe token already is the patch mean
+            names.update({f"avg_b{b}": f"avg{b}" for b in blocks})
 
-        tr_r, va_r = per_block(tr), per_block(va)
+        def per_block(t: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+            return {recipe: t[key] for recipe, key in names.items()}
+
+        tr_r, va_r = (recipe_rows(f, list(names.values()), per_block) for f in (tr, va))  # read per batch
         target = Target("single", len(train.classes))
         res = fit_grid(tr_r, y, va_r, vy, target, **_grid_kwargs(ctx, protocol, info, train, val))
         metrics: dict[str, float] = {}
         selected = {}
-        for recipe in tr_r:
+        for recipe in names:
             selected[recipe] = best = res.best_of(recipe)
-            metrics[f"top1_{recipe}"] = accuracy(res.heads[best], va_r[recipe], vy)[0]
+            metrics[f"top1_{recipe}"] = res.evaluation[best]["top1"]
         metrics["top1"] = metrics[f"top1_b{blocks[-1]}"]
         probe = _card(ctx, protocol, blocks, f"{enc.spec.probe_pool} token and avg-pooled patches per block")
         return RunOutput(

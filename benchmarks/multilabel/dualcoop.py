@@ -35,6 +35,7 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import nn
 
+from benchmarks.distributed import DistInfo
 from benchmarks.features import FeatureKey, default_cache_dir, extract, require_finite
 from benchmarks.probe.data import EvalTransform, LabelledSplit, ProbeDataset
 from benchmarks.progress import progress_bar
@@ -83,9 +84,11 @@ def region_features(
     cache_dir: Path | None,
     progress: bool,
     batch_size: int = 32,
+    dist: DistInfo | None = None,
 ) -> np.ndarray:
     """``[N, R, D]`` fp16 region features (``ImageText.forward_regions``) of ``split`` at ``size`` px, through the
-    feature cache (keyed by the weights, the split, the transform and the image-text model)."""
+    feature cache (keyed by the weights, the split, the transform and the image-text model). With ``dist`` of
+    several ranks each rank extracts 1/world of the images (:func:`benchmarks.features.extract`)."""
     towers = encoder.image_text()
     transform = square_transform(encoder, size)
     dataset = ProbeDataset(split, transform)
@@ -105,6 +108,7 @@ def region_features(
         batch_size=batch_size,
         desc=f"regions {split.name}",
         progress=progress,
+        dist=dist,
     )
     return feats["regions"]
 
@@ -296,9 +300,16 @@ def train_prompts(
     device: str,
     progress: bool,
     desc: str = "prompts",
+    dist: DistInfo | None = None,
 ) -> list[dict[str, float]]:
     """Train ``model``'s contexts on the train ``rows`` of ``regions [N, R, D]`` / ``targets [N, C]`` (columns
-    ``class_ids`` are trained on); after every epoch ``on_epoch(epoch, model)`` returns that epoch's metrics."""
+    ``class_ids`` are trained on); after every epoch ``on_epoch(epoch, model)`` returns that epoch's metrics.
+
+    ``dist`` of several ranks: every rank draws the same permutation (and class subsets) and takes every world-th
+    image of each batch; the contexts' gradients are summed over ranks before the step. DualCoOp's loss is a sum
+    over the batch's known labels, so the summed gradient is the one-process gradient up to float summation order,
+    and every rank keeps the same contexts (and scores the same epochs)."""
+    rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
     opt = torch.optim.SGD(
         [model.ctx_pos, model.ctx_neg], lr=recipe.lr, momentum=recipe.momentum, weight_decay=recipe.weight_decay
     )
@@ -313,6 +324,8 @@ def train_prompts(
             perm = rows[torch.randperm(len(rows), generator=gen).numpy()]
             for s in range(0, len(perm), recipe.batch_size):
                 idx = np.sort(perm[s : s + recipe.batch_size])
+                if world > 1:
+                    idx = idx[rank::world]
                 ids = train_ids
                 if recipe.num_train_cls is not None and len(ids) > recipe.num_train_cls:
                     ids = ids[torch.randperm(len(ids), generator=gen)[: recipe.num_train_cls]]
@@ -323,6 +336,11 @@ def train_prompts(
                 loss = recipe.loss_w * dualcoop_asl(logits, y, recipe.gamma_neg, recipe.gamma_pos, recipe.clip)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
+                if world > 1:  # the global batch's gradient: the loss is a sum, so the ranks' gradients add up
+                    for p in (model.ctx_pos, model.ctx_neg):
+                        if p.grad is None:
+                            p.grad = torch.zeros_like(p)
+                        torch.distributed.all_reduce(p.grad)
                 opt.step()
             model.eval()
             history.append(on_epoch(epoch, model))

@@ -21,7 +21,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks.classification.linear import recipes
+from benchmarks.classification.linear import block_recipes
+from benchmarks.distributed import DistInfo, finish_distributed, init_distributed
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.multilabel.data import dataset_info, load_partial
 from benchmarks.multilabel.dualcoop import DualCoOp, EvalSet, PromptRecipe, predict, region_features, train_prompts
@@ -29,7 +30,7 @@ from benchmarks.multilabel.masks import label_draws, mask_stats, partial_targets
 from benchmarks.multilabel.metrics import multilabel_ap
 from benchmarks.multilabel.protocols import PartialLabelProtocol
 from benchmarks.probe.data import LabelledSplit
-from benchmarks.probe.engine import as_tensor, block_features, fit_grid, stack_blocks, transform_for
+from benchmarks.probe.engine import as_tensor, block_features, fit_grid, transform_for
 from benchmarks.probe.heads import Target, holdout_split
 from methods import Encoder
 from methods.errors import DataError
@@ -70,10 +71,14 @@ class PartialLabelHarness(Harness):
         full = train.split.targets
         draws = label_draws(full.shape[0], full.shape[1], ctx.seed)
         masked = {p: partial_targets(full, p, draws, protocol.min_known) for p in protocol.proportions}
-        if head == "linear":
-            results, probe = self._linear(ctx, protocol, train.split, test.split, masked)
-        else:
-            results, probe = self._dualcoop(ctx, protocol, train.split, test.split, masked)
+        dist = init_distributed(ctx)  # torchrun: extraction sharded, heads / prompts trained over ranks; rank 0 writes
+        try:
+            if head == "linear":
+                results, probe = self._linear(ctx, protocol, train.split, test.split, masked, dist)
+            else:
+                results, probe = self._dualcoop(ctx, protocol, train.split, test.split, masked, dist)
+        finally:
+            finish_distributed(dist)
         metrics = {f"mAP_p{pct(p)}": results[p]["mAP"] for p in protocol.proportions}
         metrics["mAP"] = float(np.mean([results[p]["mAP"] for p in protocol.proportions]))
         official = {f"p{pct(p)}": results[p]["official"] for p in protocol.proportions}
@@ -109,16 +114,17 @@ class PartialLabelHarness(Harness):
         train: LabelledSplit,
         test: LabelledSplit,
         masked: dict[float, np.ndarray],
+        info: DistInfo,
     ) -> tuple[dict[float, dict[str, Any]], dict[str, Any]]:
         enc = ctx.encoder
         nb = enc.spec.num_blocks
         k = min(max(protocol.n_last_blocks), nb) if enc.spec.family == "vit" else 1
         blocks = list(range(nb - k, nb))
         n_last = tuple(n for n in protocol.n_last_blocks if n <= k) or (1,)
-        kw = {"resolution": protocol.resolution, "device": ctx.device, "cache_dir": ctx.cache_dir}
+        kw = {"resolution": protocol.resolution, "device": info.device, "cache_dir": ctx.cache_dir, "dist": info}
         tr, te = (block_features(enc, s, blocks, progress=ctx.progress, **kw) for s in (train, test))
-        train_r = recipes(stack_blocks(tr, "tok", blocks), stack_blocks(tr, "avg", blocks), n_last, protocol.avgpool)
-        test_r = recipes(stack_blocks(te, "tok", blocks), stack_blocks(te, "avg", blocks), n_last, protocol.avgpool)
+        train_r = block_recipes(tr, blocks, n_last, protocol.avgpool)  # built per batch from the memmap
+        test_r = block_recipes(te, blocks, n_last, protocol.avgpool)
         vy = as_tensor(te["labels"]).long()
         target = Target(
             "multi",
@@ -143,8 +149,9 @@ class PartialLabelHarness(Harness):
                 weight_decay=protocol.weight_decay,
                 holdout_fraction=protocol.holdout_fraction,
                 seed=ctx.seed,
-                device=ctx.device,
+                device=info.device,
                 progress=ctx.progress,
+                dist=info,
             )
             oracle = max(res.grid, key=lambda n: res.grid[n]["val_mAP"])
             results[p] = {
@@ -155,7 +162,7 @@ class PartialLabelHarness(Harness):
         probe = {
             "features": "forward_probe per block (the linear task's recipes)",
             "blocks": blocks,
-            "recipes": list(train_r),
+            "recipes": list(train_r.recipes),
             "loss": protocol.loss,
             "resolution": transform_for(enc, protocol.resolution).size,
             "augmentation": "none (features cached from the eval transform)",
@@ -170,10 +177,11 @@ class PartialLabelHarness(Harness):
         train: LabelledSplit,
         test: LabelledSplit,
         masked: dict[float, np.ndarray],
+        info: DistInfo,
     ) -> tuple[dict[float, dict[str, Any]], dict[str, Any]]:
         enc = ctx.encoder
         towers = enc.image_text()
-        kw: dict[str, Any] = {"device": ctx.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress}
+        kw: dict[str, Any] = {"device": info.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress, "dist": info}
         tr_regions = region_features(enc, train, protocol.prompt_resolution, **kw)
         te_regions = region_features(enc, test, protocol.prompt_resolution, **kw)
         fit, hold = holdout_split(train.targets, protocol.holdout_fraction, ctx.seed)
@@ -217,9 +225,10 @@ class PartialLabelHarness(Harness):
                 recipe,
                 on_epoch=on_epoch,
                 seed=ctx.seed,
-                device=ctx.device,
+                device=info.device,
                 progress=ctx.progress,
                 desc=f"DualCoOp p={p:g}",
+                dist=info,
             )
             best = max(range(len(history)), key=lambda e: (history[e]["holdout_mAP"], -e))
             oracle = max(range(len(history)), key=lambda e: (history[e]["test_mAP"], -e))

@@ -16,14 +16,16 @@ from typing import Any
 
 import torch
 
+from benchmarks.distributed import DistInfo, finish_distributed, init_distributed
 from benchmarks.harness import Harness, RunContext, RunOutput
-from benchmarks.multilabel.data import dataset_info, load_zero_shot
+from benchmarks.multilabel.data import ZeroShotSplits, dataset_info, load_zero_shot
 from benchmarks.multilabel.dualcoop import DualCoOp, EvalSet, PromptRecipe, predict, region_features, train_prompts
 from benchmarks.multilabel.metrics import multilabel_ap, topk_prf
 from benchmarks.multilabel.partial import DEVIATION
 from benchmarks.multilabel.protocols import ZeroShotProtocol
 from benchmarks.probe.heads import holdout_split
 from methods.errors import DataError
+from methods.image_text import ImageText
 
 
 def zero_shot_metrics(scores: torch.Tensor, y: torch.Tensor, top_k: tuple[int, ...], prefix: str) -> dict[str, float]:
@@ -48,10 +50,20 @@ class ZeroShotHarness(Harness):
         enc = ctx.encoder
         towers = enc.image_text()  # before reading any data: the one-line error for an encoder without a text tower
         z = load_zero_shot(self.spec.dataset_kind, ctx.data_root)
-        seen, unseen, every = list(z.seen), list(z.unseen), sorted(z.seen + z.unseen)
         if len(z.train.split) < 4:
             raise DataError(f"{z.train.split.root}: {len(z.train.split)} training images; too few to hold some out")
-        kw: dict[str, Any] = {"device": ctx.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress}
+        dist = init_distributed(ctx)  # torchrun: extraction sharded, prompt gradients summed; rank 0 writes
+        try:
+            return self._run(ctx, protocol, z, towers, dist)
+        finally:
+            finish_distributed(dist)
+
+    def _run(
+        self, ctx: RunContext, protocol: ZeroShotProtocol, z: ZeroShotSplits, towers: ImageText, dist: DistInfo
+    ) -> RunOutput:
+        seen, unseen, every = list(z.seen), list(z.unseen), sorted(z.seen + z.unseen)
+        enc = ctx.encoder
+        kw: dict[str, Any] = {"device": dist.device, "cache_dir": ctx.cache_dir, "progress": ctx.progress, "dist": dist}
         regions = {
             name: region_features(enc, part.split, protocol.resolution, **kw)
             for name, part in (("train", z.train), ("zsl", z.zsl), ("gzsl", z.gzsl))
@@ -100,9 +112,10 @@ class ZeroShotHarness(Harness):
             recipe,
             on_epoch=on_epoch,
             seed=ctx.seed,
-            device=ctx.device,
+            device=dist.device,
             progress=ctx.progress,
             desc="DualCoOp zero-shot",
+            dist=dist,
         )
         best = max(range(len(history)), key=lambda e: (history[e]["holdout_mAP"], -e))
         metrics = {k: v for k, v in history[best].items() if k != "holdout_mAP"}

@@ -8,7 +8,8 @@ weights, the split's fingerprint, the transform and what is extracted), build fe
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +20,8 @@ from benchmarks.checkpoint import Checkpoint
 from benchmarks.distributed import DistInfo
 from benchmarks.features import ExtractFn, FeatureKey, default_cache_dir, extract
 from benchmarks.probe.data import ChannelMap, EvalTransform, LabelledSplit, ProbeDataset, TrainTransform
-from benchmarks.probe.heads import Target, evaluate_head, holdout_split, train_head_grid
+from benchmarks.probe.heads import Target, evaluate_heads, holdout_split, train_head_grid
+from benchmarks.probe.rows import RecipeRows, Rows, as_rows
 from benchmarks.records import DatasetInfo
 from methods import Encoder
 
@@ -132,6 +134,16 @@ def stack_blocks(f: dict[str, np.ndarray], kind: str, blocks: list[int]) -> torc
     return torch.stack([as_tensor(f[f"{kind}{b}"]) for b in blocks], dim=1)
 
 
+def recipe_rows(
+    f: dict[str, np.ndarray],
+    keys: list[str],
+    build: Callable[[dict[str, torch.Tensor]], dict[str, torch.Tensor]],
+) -> RecipeRows:
+    """The recipes ``build`` makes from the cached arrays ``keys`` of ``f``, built a mini-batch at a time from the
+    memory-mapped cache (:class:`~benchmarks.probe.rows.RecipeRows`) instead of once for all rows in memory."""
+    return RecipeRows(f, keys, build)
+
+
 def targets_of(f: dict[str, np.ndarray], target: Target) -> torch.Tensor:
     """The cached labels as the target needs them: ``[N]`` int64 or ``[N, C]`` int64 in {1, 0, -1}."""
     return as_tensor(f["labels"]).long()
@@ -147,6 +159,7 @@ class GridResult:
     metrics: dict[str, float]  # the best head's metrics on the evaluation split
     holdout: float  # the best head's hold-out selection metric
     key: str  # the selection metric
+    evaluation: dict[str, dict[str, float]] = field(default_factory=dict)  # every head's metrics on evaluation
 
     def best_of(self, recipe: str) -> str:
         """The head of ``recipe`` with the best hold-out metric (the first one on ties)."""
@@ -155,9 +168,9 @@ class GridResult:
 
 
 def fit_grid(
-    train: dict[str, torch.Tensor],
+    train: Rows | dict[str, torch.Tensor],
     y: torch.Tensor,
-    evaluation: dict[str, torch.Tensor],
+    evaluation: Rows | dict[str, torch.Tensor],
     vy: torch.Tensor,
     target: Target,
     *,
@@ -175,17 +188,21 @@ def fit_grid(
 ) -> GridResult:
     """Train the grid on the non-held-out part of train, select the head with the best hold-out metric
     (``target.selection_metric``; ties go to the shorter name, i.e. the simpler recipe), evaluate on
-    ``evaluation``. :meth:`GridResult.best_of` selects within one recipe (per-layer probes).
+    ``evaluation``. :meth:`GridResult.best_of` selects within one recipe (per-layer probes). ``train`` and
+    ``evaluation`` are :class:`~benchmarks.probe.rows.Rows` (:func:`recipe_rows`: read per batch from the cache) or
+    recipes in memory; hold-out and evaluation are scored a chunk at a time.
 
     ``holdout_fraction`` 0 trains on all of train with nothing held out; there is then nothing to select with, so
     the grid must be a single head (one recipe, one lr) and ``GridResult.holdout`` is NaN.
 
     ``dist`` / ``checkpoint``: DDP over ranks and per-epoch resume (:func:`~benchmarks.probe.heads.train_head_grid`);
     every rank then selects and evaluates the same heads."""
+    train, evaluation = as_rows(train), as_rows(evaluation)
+    n_recipes = len(train.dims)
     if holdout_fraction == 0:
-        if len(train) * len(lrs) != 1:
+        if n_recipes * len(lrs) != 1:
             raise ValueError(
-                f"holdout_fraction 0 leaves nothing to select {len(train) * len(lrs)} heads with; "
+                f"holdout_fraction 0 leaves nothing to select {n_recipes * len(lrs)} heads with; "
                 "give one recipe and one lr, or hold out part of train"
             )
         fit_idx, hold_idx = np.arange(len(y)), np.zeros(0, dtype=np.int64)
@@ -193,7 +210,7 @@ def fit_grid(
         fit_idx, hold_idx = holdout_split(y.numpy(), holdout_fraction, seed)
     torch.manual_seed(seed)
     heads = train_head_grid(
-        {r: x[fit_idx] for r, x in train.items()},
+        train.subset(fit_idx),
         y[fit_idx],
         target,
         lrs,
@@ -208,14 +225,14 @@ def fit_grid(
         checkpoint=checkpoint,
     )
     key = target.selection_metric
-    grid: dict[str, dict[str, float]] = {}
-    for name, head in heads.items():
-        recipe = name.split("@")[0]
-        held = evaluate_head(head, train[recipe][hold_idx], y[hold_idx], target)[key] if len(hold_idx) else float("nan")
-        grid[name] = {f"holdout_{key}": held, f"val_{key}": evaluate_head(head, evaluation[recipe], vy, target)[key]}
+    held = evaluate_heads(heads, train.subset(hold_idx), y[hold_idx], target) if len(hold_idx) else {}
+    val = evaluate_heads(heads, evaluation, vy, target)
+    grid: dict[str, dict[str, float]] = {
+        name: {f"holdout_{key}": held[name][key] if held else float("nan"), f"val_{key}": val[name][key]}
+        for name in heads
+    }
     best = max(grid, key=lambda n: (grid[n][f"holdout_{key}"], -len(n)))
-    metrics = evaluate_head(heads[best], evaluation[best.split("@")[0]], vy, target)
-    return GridResult(best, heads, grid, metrics, grid[best][f"holdout_{key}"], key)
+    return GridResult(best, heads, grid, val[best], grid[best][f"holdout_{key}"], key, val)
 
 
 def dataset_info(root: Path, train: LabelledSplit, val: LabelledSplit) -> DatasetInfo:

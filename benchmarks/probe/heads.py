@@ -23,7 +23,8 @@ import torch
 import torch.nn.functional as F
 
 from benchmarks.checkpoint import Checkpoint
-from benchmarks.distributed import DistInfo
+from benchmarks.distributed import DistInfo, all_sum
+from benchmarks.probe.rows import Rows, as_rows
 from benchmarks.progress import progress_bar
 
 
@@ -65,9 +66,20 @@ class Target:
 
     def head_losses(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
         """Per-head mean loss ``[H]`` of ``logits [B, H, C]`` against ``y`` (``[B]`` or ``[B, C]`` with -1)."""
-        b, h, c = logits.shape
         if self.kind == "single":
+            h = logits.shape[1]
             return F.cross_entropy(logits.permute(0, 2, 1), y[:, None].expand(-1, h), reduction="none").mean(0)
+        total, count = self._masked_sums(logits, y)
+        # Mean over known labels, per head: unknown (-1) labels contribute neither loss nor count.
+        return total / count.clamp(min=1)
+
+    def head_loss_sums(self, logits: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """Multi-label: the per-head masked loss *sum* ``[H]`` (not divided by the number of known labels), so that
+        the ranks of a DDP group can divide by the global count (:func:`train_head_grid`)."""
+        return self._masked_sums(logits, y)[0]
+
+    def _masked_sums(self, logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        h = logits.shape[1]
         y = y[:, None, :].expand(-1, h, -1)
         known = (y >= 0).to(logits.dtype)
         pos = (y > 0).to(logits.dtype)
@@ -80,8 +92,7 @@ class Target:
             loss_pos = pos * (1 - p).pow(self.gamma_pos) * torch.log(p.clamp(min=eps))
             loss_neg = (1 - pos) * p_neg.pow(self.gamma_neg) * torch.log((1 - p_neg).clamp(min=eps))
             per = -(loss_pos + loss_neg)
-        # Mean over known labels, per head: unknown (-1) labels contribute neither loss nor count.
-        return (per * known).sum(dim=(0, 2)) / known.sum(dim=(0, 2)).clamp(min=1)
+        return (per * known).sum(dim=(0, 2)), known.sum(dim=(0, 2))
 
     @torch.no_grad()
     def evaluate(self, logits: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
@@ -187,7 +198,7 @@ def holdout_split(targets: np.ndarray, fraction: float, seed: int) -> tuple[np.n
 
 
 def train_head_grid(
-    feats: dict[str, torch.Tensor],
+    feats: Rows | dict[str, torch.Tensor],
     targets: torch.Tensor,
     target: Target | int,
     lrs: tuple[float, ...],
@@ -206,15 +217,22 @@ def train_head_grid(
 ) -> dict[str, torch.nn.Linear]:
     """Train one linear head per (recipe in ``feats``, lr); return them keyed ``"<recipe>@lr=<lr>"``.
 
-    ``feats[recipe]`` is ``[N, D_recipe]``; ``targets`` ``[N]`` (single) or ``[N, C]`` (multi). ``target`` may
-    be a class count, meaning a single-label CE target. Learning rates are scaled by ``batch_size / 256``
-    (DINO's rule; ``scale_lr=False`` takes them as given); the schedule is cosine per iteration (``"constant"``:
-    none); heads start from N(0, 0.01), bias 0.
+    ``feats`` is :class:`~benchmarks.probe.rows.Rows` (recipes built per mini-batch from the memory-mapped cache:
+    memory does not grow with N) or ``{recipe: [N, D_recipe]}`` in memory; ``targets`` ``[N]`` (single) or
+    ``[N, C]`` (multi). ``target`` may be a class count, meaning a single-label CE target. Learning rates are scaled
+    by ``batch_size / 256`` (DINO's rule; ``scale_lr=False`` takes them as given); the schedule is cosine per
+    iteration (``"constant"``: none); heads start from N(0, 0.01), bias 0.
 
-    ``dist`` of several ranks: the heads train under DDP, each rank on its share of every global batch (the
-    single-label loss is then that of one process up to float summation order; a masked multi-label loss is
-    averaged per rank). ``checkpoint``: the heads, optimiser, schedule and sampler state are saved after every
-    epoch, and a rerun of the same run resumes from the last one (``kill -9`` loses at most one epoch).
+    The heads' initial weights are drawn from torch's *global* generator (callers seed it: :func:`fit_grid` and the
+    backdoor victim call ``torch.manual_seed(seed)`` first); only the sampler has its own generator. Drawing the
+    init from ``gen`` instead would be cleaner but would change every committed linear record, so it stays.
+
+    ``dist`` of several ranks: the heads train under DDP, each rank on its share of every global batch, with its
+    loss weighted so that DDP's average of the ranks' gradients is the one-process gradient up to float summation
+    order: single-label by the rank's share of the batch, multi-label by dividing the rank's masked loss sum by the
+    global number of known labels of the batch (one ``all_sum`` per step). ``checkpoint``: the heads, optimiser,
+    schedule and sampler state are saved after every epoch, and a rerun of the same run resumes from the last one
+    (``kill -9`` loses at most one epoch).
     """
     if schedule not in ("cosine", "constant"):
         raise ValueError(f"schedule {schedule!r}: expected 'cosine' or 'constant'")
@@ -223,11 +241,14 @@ def train_head_grid(
     rank, world = (dist.rank, dist.world) if dist is not None else (0, 1)
     num_classes = target.num_classes
     gen = torch.Generator().manual_seed(seed)
+    rows = as_rows(feats)
     n = targets.shape[0]
+    if len(rows) != n:
+        raise ValueError(f"{len(rows)} feature rows but {n} targets")
     scaled = torch.tensor([lr * batch_size / 256 if scale_lr else lr for lr in lrs], device=device)
     heads = {}
-    for recipe, x in feats.items():
-        w = torch.nn.Linear(x.shape[1], len(lrs) * num_classes).to(device)
+    for recipe, dim in rows.dims.items():
+        w = torch.nn.Linear(dim, len(lrs) * num_classes).to(device)
         torch.nn.init.normal_(w.weight, std=0.01, generator=None)  # DINO's LinearClassifier init
         torch.nn.init.zeros_(w.bias)
         heads[recipe] = w
@@ -265,15 +286,25 @@ def train_head_grid(
                     share = math.ceil((len(idx) - rank) / world) * world / len(idx)
                     idx = idx[rank::world]
                 y = y_all[idx.to(device)]
-                logits_all = grid([feats[r][idx].to(device, dtype=torch.float32) for r in heads])
+                xs = rows.take(idx)
+                logits_all = grid([xs[r].to(device, dtype=torch.float32) for r in heads])
+                known = 0.0  # multi-label under DDP: the global batch's number of known labels
+                if world > 1 and target.kind == "multi":
+                    known = all_sum([float((y >= 0).sum())], dist or DistInfo())[0]
                 loss = torch.zeros((), device=device)
                 for w, logits in zip(heads.values(), logits_all, strict=True):
                     if len(idx) == 0:  # a batch smaller than the world: this rank still joins the all-reduce
                         loss = loss + 0.0 * logits.sum()
                     else:
                         logits = logits.view(len(idx), len(lrs), num_classes)  # [B, H, C]
-                        head_loss = (target.head_losses(logits, y) * scaled).sum()
-                        loss = loss + (head_loss * share if world > 1 else head_loss)
+                        if world == 1:
+                            head_loss = (target.head_losses(logits, y) * scaled).sum()
+                        elif target.kind == "multi":  # world x this rank's sum / the global count: DDP averages
+                            sums = target.head_loss_sums(logits, y)
+                            head_loss = (sums * scaled).sum() * world / max(known, 1.0)
+                        else:
+                            head_loss = (target.head_losses(logits, y) * scaled).sum() * share
+                        loss = loss + head_loss
                     if weight_decay:
                         wv = w.weight.view(len(lrs), num_classes, -1)
                         loss = loss + 0.5 * weight_decay * (scaled * wv.pow(2).sum(dim=(1, 2))).sum()
@@ -306,6 +337,41 @@ def train_head_grid(
 @torch.no_grad()
 def evaluate_head(head: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor, target: Target) -> dict[str, float]:
     return target.evaluate(head(x.float()), y)
+
+
+@torch.no_grad()
+def evaluate_heads(
+    heads: dict[str, torch.nn.Linear], rows: Rows | dict[str, torch.Tensor], y: torch.Tensor, target: Target
+) -> dict[str, dict[str, float]]:
+    """Each head's metrics (``"<recipe>@..."`` names its recipe in ``rows``) over all rows, read a chunk at a time:
+    every recipe's features once for all of its heads. Single-label keeps two booleans per row and head, multi-label
+    the logits (average precision ranks all of them); the values equal :meth:`Target.evaluate` on the whole split."""
+    rows = as_rows(rows)
+    by_recipe: dict[str, list[str]] = {}
+    for name in heads:
+        by_recipe.setdefault(name.split("@")[0], []).append(name)
+    kept: dict[str, list[tuple[torch.Tensor, ...]]] = {name: [] for name in heads}
+    for start, xs in rows.chunks():
+        for recipe, names in by_recipe.items():
+            x = xs[recipe].float()
+            yb = y[start : start + len(x)]
+            for name in names:
+                logits = heads[name](x)
+                if target.kind == "single":
+                    top = logits.topk(min(5, logits.shape[1]), dim=1).indices
+                    kept[name].append((top[:, 0] == yb, (top == yb[:, None]).any(1)))
+                else:
+                    kept[name].append((logits,))
+    out: dict[str, dict[str, float]] = {}
+    for name, parts in kept.items():
+        if target.kind == "single":
+            none = torch.zeros(0, dtype=torch.bool)
+            hit1, hit5 = (torch.cat([p[i] for p in parts]) if parts else none for i in (0, 1))
+            out[name] = {"top1": 100.0 * hit1.float().mean().item(), "top5": 100.0 * hit5.float().mean().item()}
+        else:
+            logits = torch.cat([p[0] for p in parts]) if parts else torch.zeros(0, target.num_classes)
+            out[name] = target.evaluate(logits, y)
+    return out
 
 
 def accuracy(head: torch.nn.Linear, x: torch.Tensor, y: torch.Tensor) -> tuple[float, float]:

@@ -209,3 +209,35 @@ def test_poison_generation_killed_after_a_batch_resumes_with_the_same_metrics(im
     paths = ("poison_cache", "trigger_png", "test_triggers")  # the run's folders, which differ
     strip = [[{k: v for k, v in row.items() if k not in paths} for row in r["extra"]["pairs"]] for r in (a, b)]
     assert strip[0] == strip[1] and len(strip[0]) == 2
+
+
+@pytest.fixture(scope="module")
+def voc(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """``vitbench data synth voc``: the smoke data of the partial-label tasks."""
+    from benchmarks.synth import synth
+
+    return synth("voc", tmp_path_factory.mktemp("voc"), seed=0)
+
+
+def test_torchrun_partial_label_linear_heads_equal_one_process(voc: Path, tmp_path: Path):
+    """``voc-partial`` with an encoder without a text tower trains the probe engine's multi-label grid (ASL, unknown
+    labels masked) for each label proportion (3 of the 9 here, to keep the test short). Under torchrun each rank
+    extracts half of each split and the heads train under DDP, every rank's masked loss sum divided by the global
+    batch's number of known labels, so the averaged gradient is the one-process gradient up to float summation
+    order. Tolerance: 0.1 point of mAP per proportion, the same selected head for each (on this data every number
+    comes out identical)."""
+    task, extra = "voc-partial", ("--set", "proportions=[0.1,0.5,0.9]")
+    one, two = tmp_path / "one", tmp_path / "two"
+    _vitbench(_cli(task, voc, one, *extra), tmp_path / "cache1", threads=1)
+    proc = _vitbench(_cli(task, voc, two, *extra), tmp_path / "cache2", torchrun=2, threads=1)
+    assert proc.stdout.count("record:") == 1, proc.stdout
+    a, b = _record(one, task), _record(two, task)
+    assert a["provenance"]["world_size"] == 1 and b["provenance"]["world_size"] == 2
+    assert b["probe"] == a["probe"] and b["dataset"] == a["dataset"] and a["probe"]["head"] == "linear"
+    assert list((two / "runs").rglob("*.json")) == [two / "runs" / task / "dino" / "vits16__seed0.json"]
+    assert set(a["metrics"]) == set(b["metrics"]) and len(a["metrics"]) == 4
+    for name, value in a["metrics"].items():
+        assert abs(b["metrics"][name] - value) <= 0.1, (name, value, b["metrics"][name])
+    for p, detail in a["extra"]["per_proportion"].items():
+        assert b["extra"]["per_proportion"][p]["selected_head"] == detail["selected_head"], p
+        assert abs(b["extra"]["per_proportion"][p]["micro_AP"] - detail["micro_AP"]) <= 0.1, p
