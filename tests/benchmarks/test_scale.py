@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests._kill import kill_when
 
 pytestmark = pytest.mark.scale
 ROOT = Path(__file__).resolve().parents[2]
@@ -78,26 +78,7 @@ def test_torchrun_two_processes_writes_one_record_equal_to_one_process(imagefold
 
 def _kill_when(cmd: list[str], cache: Path, ready, timeout: float = 300, threads: int | None = None) -> dict:  # noqa: ANN001
     """Start ``cmd``, SIGKILL it as soon as ``ready()`` returns a state (not None), and return that state."""
-    env = _env(cache, threads)
-    proc = subprocess.Popen(cmd, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    t0 = time.monotonic()
-    try:
-        while (state := ready()) is None:
-            if proc.poll() is not None:
-                out, err = proc.communicate()
-                pytest.fail(
-                    f"the run ended (rc {proc.returncode}) before it could be killed: {out[-2000:]}{err[-2000:]}"
-                )
-            assert time.monotonic() - t0 < timeout, "the run never reached the point to kill it at"
-            time.sleep(0.02)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
-    return state
+    return kill_when(cmd, _env(cache, threads), ready, timeout)
 
 
 @pytest.fixture(scope="module")

@@ -10,13 +10,13 @@ from __future__ import annotations
 
 import json
 import os
-import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests._kill import kill_when
 
 pytestmark = pytest.mark.dense
 ROOT = Path(__file__).resolve().parents[2]
@@ -49,22 +49,8 @@ def test_ade20k_killed_during_training_resumes_with_the_same_metrics(ade20k_root
     data = ade20k_root.parent
     killed = tmp_path / "killed"
     work = killed / "work" / TASK / "dino" / "vits16__seed0" / "mmseg"
-    proc = subprocess.Popen(_cmd(data, killed), cwd=ROOT, env=_env(), stdout=subprocess.PIPE, stderr=subprocess.PIPE)
-    t0 = time.monotonic()
-    try:
-        while not (work / "iter_4.pth").exists():
-            if proc.poll() is not None:
-                out, err = proc.communicate()
-                pytest.fail(f"the run ended (rc {proc.returncode}) before it could be killed: {err[-3000:]!r}")
-            assert time.monotonic() - t0 < 300, "the run never wrote its second checkpoint"
-            time.sleep(0.005)
-        os.kill(proc.pid, signal.SIGKILL)
-        proc.wait(30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait(30)
-    assert proc.returncode == -signal.SIGKILL
+    # Polled every 5 ms, so the kill usually lands while mmengine is still writing iter_4.pth.
+    kill_when(_cmd(data, killed), _env(), lambda: True if (work / "iter_4.pth").exists() else None, poll=0.005)
     assert not (killed / "runs").exists()  # no record of a killed run
     from benchmarks.dense.mm_glue import complete_checkpoint
 
