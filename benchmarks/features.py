@@ -23,6 +23,7 @@ several nodes point ``VITBENCH_CACHE`` at shared storage).
 
 from __future__ import annotations
 
+import dataclasses
 import errno
 import hashlib
 import json
@@ -38,6 +39,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset, Subset
 
 from benchmarks.distributed import DistInfo, barrier
+from benchmarks.precision import extraction_precision
 from benchmarks.progress import progress_bar
 from benchmarks.records import atomic_write_text
 from methods.errors import DataError, VitbenchError
@@ -117,10 +119,22 @@ class FeatureKey:
     split: str
     transform: str
     what: str  # e.g. "global" or "probe:blocks=8,9,10,11"
+    precision: str = "fp32"  # the autocast dtype of the forward pass (see amp_dtype); extract() fills it in
 
     def digest(self) -> str:
-        blob = json.dumps(self.__dict__, sort_keys=True)
+        fields = dict(self.__dict__)
+        if fields["precision"] == "fp32":  # fp32 keys hash as they did before precision was part of the key
+            del fields["precision"]
+        blob = json.dumps(fields, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:24]
+
+
+_AMP = {"fp16": torch.float16, "bf16": torch.bfloat16}
+
+
+def amp_dtype(device: str) -> torch.dtype | None:
+    """The autocast dtype of extraction on ``device`` (None: fp32, no autocast); see :mod:`benchmarks.precision`."""
+    return _AMP.get(extraction_precision(device))
 
 
 def extract(
@@ -142,6 +156,8 @@ def extract(
 
     ``dist`` of several ranks: this rank extracts its shard, rank 0 assembles the whole (module docstring); every
     rank returns all ``N`` rows."""
+    dtype = amp_dtype(device)
+    key = dataclasses.replace(key, precision=extraction_precision(device))
     if dist is not None and dist.world > 1:
         if cache_dir is None:
             raise ValueError("extraction over several processes needs a feature cache folder (the shards meet there)")
@@ -178,11 +194,10 @@ def extract(
         persistent_workers=False,
     )
     done = start
-    use_amp = device.startswith("cuda")
     with torch.inference_mode(), progress_bar(total=n, desc=desc, enabled=progress, initial=start) as bar:
         for step, (images, labels, *digests) in enumerate(loader):
             images = images.to(device, non_blocking=True)
-            with torch.autocast("cuda", dtype=torch.float16, enabled=use_amp):
+            with torch.autocast(device.partition(":")[0], dtype=dtype or torch.bfloat16, enabled=dtype is not None):
                 feats = fn(images)
             batch = {name: t.float().cpu().numpy().astype(np.float16) for name, t in feats.items()}
             b = len(labels)

@@ -18,6 +18,7 @@ from typing import Any
 
 from benchmarks.catalog import TaskSpec, get_task
 from benchmarks.harness import LAUNCHERS
+from benchmarks.precision import extraction_precision
 from benchmarks.protocol import Protocol
 from methods import parse_method
 from methods.errors import CheckpointError, DataError, VitbenchError
@@ -126,6 +127,10 @@ def check_request(req: RunRequest) -> Checked:
             )
     check_weights(req.weights, req.smoke)
     check_device(req.device)
+    try:
+        extraction_precision(req.device)
+    except ValueError as e:
+        raise VitbenchError(str(e)) from None
     launcher = req.launcher or launcher_from_env()
     if launcher not in LAUNCHERS:
         raise VitbenchError(f"--launcher {launcher}: expected one of {', '.join(LAUNCHERS)}")

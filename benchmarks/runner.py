@@ -220,6 +220,8 @@ def run(req: RunRequest) -> tuple[Path, Record | None]:
     )
     output = harness.run(ctx, protocol)
     command = req.command or shlex.join([Path(sys.argv[0]).name, *sys.argv[1:]])
+    if (amp := os.environ.get("VITBENCH_AMP", "auto").strip().lower()) not in ("", "auto"):
+        command = f"VITBENCH_AMP={amp} {command}"  # the precision features were extracted at (benchmarks.precision)
     from benchmarks.distributed import world_size_from_env
 
     wall = time.perf_counter() - t0

@@ -78,3 +78,46 @@ def test_random_weights_of_two_methods_with_one_arch_never_share_a_cache_entry()
     assert dino.arch == selfpatch.arch
     assert dino.weights_id != selfpatch.weights_id
     assert build_encoder("dino:vits16", weights="random", seed=1).identity.weights_id != dino.weights_id
+
+
+def test_an_fp32_key_hashes_as_before_precision_joined_the_key() -> None:
+    import hashlib
+    import json
+
+    old = {"weights_id": "w", "dataset_fingerprint": "fp", "split": "train", "transform": "t", "what": "global"}
+    assert KEY.digest() == hashlib.sha256(json.dumps(old, sort_keys=True).encode()).hexdigest()[:24]
+    assert FeatureKey(**old, precision="bf16").digest() != KEY.digest()
+
+
+def test_bf16_extraction_is_its_own_cache_entry(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """``VITBENCH_AMP=bf16`` runs the forward under bf16 autocast (here on the CPU) into a cache entry of its own,
+    so fp32 features are never reused as bf16 ones, nor the other way round."""
+    lin = torch.nn.Linear(12, 4)
+    torch.nn.init.normal_(lin.weight)
+    dtypes: list[torch.dtype] = []
+
+    def fn(x: torch.Tensor) -> dict[str, torch.Tensor]:
+        out = lin(x.flatten(1) / 7)
+        dtypes.append(out.dtype)
+        return {"global": out}
+
+    kw = {"cache_dir": tmp_path, "device": "cpu", "batch_size": 4, "num_workers": 0}
+    fp32 = extract(fn, _Toy(10), KEY, **kw)
+    monkeypatch.setenv("VITBENCH_AMP", "bf16")
+    bf16 = extract(fn, _Toy(10), KEY, **kw)
+    assert dtypes == [torch.float32] * 3 + [torch.bfloat16] * 3  # the second call did not hit the fp32 entry
+    assert len([p for p in tmp_path.iterdir() if p.is_dir()]) == 2
+    a, b = np.asarray(fp32["global"], np.float32), np.asarray(bf16["global"], np.float32)
+    assert np.isfinite(b).all() and not np.array_equal(a, b)
+    np.testing.assert_allclose(b, a, rtol=0.05, atol=0.05)  # bf16 keeps 8 bits of mantissa
+
+
+@pytest.mark.parametrize(("value", "device", "needle"), [("fp8", "cpu", "expected one of"), ("fp16", "cpu", "CUDA")])
+def test_a_wrong_precision_is_refused(value: str, device: str, needle: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    from benchmarks.precision import extraction_precision
+
+    monkeypatch.setenv("VITBENCH_AMP", value)
+    with pytest.raises(ValueError, match=needle):
+        extraction_precision(device)
+    monkeypatch.setenv("VITBENCH_AMP", "auto")
+    assert extraction_precision("cpu") == "fp32" and extraction_precision("cuda:1") == "fp16"

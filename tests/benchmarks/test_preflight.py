@@ -172,3 +172,15 @@ def test_fixed_layouts_are_checked_from_listings(task: str, tmp_path: Path) -> N
         check_layout(spec, root, protocol)
     with pytest.raises(VitbenchError, match="not a folder"):
         check_layout(spec, tmp_path / "absent", protocol)
+
+
+def test_a_wrong_extraction_precision_is_refused_before_torch(folder: Path, tmp_path: Path) -> None:
+    import os
+
+    argv = ["run", "--method", "dino", "--task", "knn", "--data", str(folder), "--out", str(tmp_path)]
+    env = {**os.environ, "VITBENCH_AMP": "fp16"}  # fp16 autocast is CUDA's; this run is on the CPU
+    proc = subprocess.run([sys.executable, "-c", _WRAPPER, *argv], capture_output=True, text=True, cwd=ROOT, env=env)
+    lines = proc.stderr.strip().splitlines()
+    assert proc.returncode == 1 and len(lines) == 1, proc.stderr
+    assert "VITBENCH_AMP=fp16 needs a CUDA device" in lines[0]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == []  # neither torch nor timm imported
