@@ -8,6 +8,8 @@ Every harness outside mm* that runs on several processes goes through :func:`ini
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
@@ -76,6 +78,16 @@ def finish_distributed(info: DistInfo) -> None:
         dist.barrier()
         if info.owns_group:
             dist.destroy_process_group()
+
+
+@contextmanager
+def distributed(ctx: RunContext) -> Iterator[DistInfo]:
+    """:func:`init_distributed` for the body of a run, :func:`finish_distributed` after it, also when it raises."""
+    info = init_distributed(ctx)
+    try:
+        yield info
+    finally:
+        finish_distributed(info)
 
 
 def barrier(info: DistInfo | None) -> None:

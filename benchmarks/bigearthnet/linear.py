@@ -21,7 +21,7 @@ from benchmarks.bigearthnet.common import (
 )
 from benchmarks.bigearthnet.protocols import BigEarthNetLinearProtocol
 from benchmarks.classification.linear import block_recipes
-from benchmarks.distributed import DistInfo, finish_distributed, init_distributed
+from benchmarks.distributed import DistInfo, distributed
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.probe.engine import as_tensor, block_features, fit_grid
 from benchmarks.probe.heads import Target
@@ -50,11 +50,8 @@ class BigEarthNetLinearHarness(Harness):
 
     def run(self, ctx: RunContext, protocol: BigEarthNetLinearProtocol) -> RunOutput:
         splits = load_splits(ctx, protocol)
-        info = init_distributed(ctx)  # torchrun: extraction sharded, heads under DDP; rank 0 writes the record
-        try:
+        with distributed(ctx) as info:  # torchrun: extraction sharded, heads under DDP; rank 0 writes the record
             return self._run(ctx, protocol, splits, info)
-        finally:
-            finish_distributed(info)
 
     def _run(self, ctx: RunContext, p: BigEarthNetLinearProtocol, splits: Splits, info: DistInfo) -> RunOutput:
         enc = ctx.encoder

@@ -29,9 +29,8 @@ from benchmarks.classification.training import (
     ImageDataset,
     all_sum,
     best_epoch,
+    distributed,
     evaluate,
-    finish_distributed,
-    init_distributed,
     loader,
     no_sync,
     require_rgb,
@@ -130,12 +129,9 @@ class FinetuneHarness(Harness):
         train, val = load_splits(ctx.data_root)
         require_rgb(enc.data_config.band_order, str(train.root))
         accum = accum_steps()
-        info = init_distributed(ctx)
-        try:
+        with distributed(ctx) as info:
             micro = _check_sizes(recipe, info, accum, train)
             return self._run(ctx, protocol, recipe, info, train, val, micro, accum)
-        finally:
-            finish_distributed(info)
 
     def _run(
         self,

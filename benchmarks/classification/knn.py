@@ -23,7 +23,7 @@ import torch.nn.functional as F
 from benchmarks.classification.common import load_splits, require_train_size
 from benchmarks.classification.protocols import KnnProtocol
 from benchmarks.data.imagefolder import Split
-from benchmarks.distributed import DistInfo, all_sum, finish_distributed, init_distributed
+from benchmarks.distributed import DistInfo, all_sum, distributed
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.probe.engine import as_tensor, dataset_info, global_features, transform_for
 
@@ -220,11 +220,8 @@ class KnnHarness(Harness):
     def run(self, ctx: RunContext, protocol: KnnProtocol) -> RunOutput:
         train, val = load_splits(ctx.data_root)
         require_train_size(train, protocol.headline_k, f"the headline k={protocol.headline_k} of the k-NN vote needs")
-        info = init_distributed(ctx)
-        try:
+        with distributed(ctx) as info:
             return self._run(ctx, protocol, info, train, val)
-        finally:
-            finish_distributed(info)
 
     def _run(self, ctx: RunContext, protocol: KnnProtocol, info: DistInfo, train: Split, val: Split) -> RunOutput:
         encoder = ctx.encoder

@@ -22,7 +22,7 @@ from benchmarks.checkpoint import Checkpoint
 from benchmarks.classification.common import load_splits, require_per_class
 from benchmarks.classification.protocols import LinearProtocol, PerLayerProtocol
 from benchmarks.data.imagefolder import Split
-from benchmarks.distributed import DistInfo, finish_distributed, init_distributed
+from benchmarks.distributed import DistInfo, distributed
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.probe.engine import (
     as_tensor,
@@ -157,11 +157,8 @@ class LinearHarness(Harness):
 
     def run(self, ctx: RunContext, protocol: LinearProtocol) -> RunOutput:
         train, val = _splits(ctx)
-        info = init_distributed(ctx)
-        try:
+        with distributed(ctx) as info:
             return self._run(ctx, protocol, info, train, val)
-        finally:
-            finish_distributed(info)
 
     def _run(self, ctx: RunContext, protocol: LinearProtocol, info: DistInfo, train: Split, val: Split) -> RunOutput:
         enc = ctx.encoder
@@ -194,11 +191,8 @@ class PerLayerLinearHarness(Harness):
 
     def run(self, ctx: RunContext, protocol: PerLayerProtocol) -> RunOutput:
         train, val = _splits(ctx)
-        info = init_distributed(ctx)
-        try:
+        with distributed(ctx) as info:
             return self._run(ctx, protocol, info, train, val)
-        finally:
-            finish_distributed(info)
 
     def _run(self, ctx: RunContext, protocol: PerLayerProtocol, info: DistInfo, train: Split, val: Split) -> RunOutput:
         enc = ctx.encoder

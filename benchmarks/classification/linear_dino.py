@@ -15,9 +15,8 @@ from benchmarks.classification.training import (
     ImageDataset,
     all_sum,
     best_epoch,
+    distributed,
     evaluate,
-    finish_distributed,
-    init_distributed,
     loader,
     require_rgb,
     seed_epoch,
@@ -88,11 +87,8 @@ class LinearDinoHarness(Harness):
         train, val = load_splits(ctx.data_root)
         require_rgb(enc.data_config.band_order, str(train.root))
         n_last, avgpool = feature_recipe(enc, protocol)
-        info = init_distributed(ctx)
-        try:
+        with distributed(ctx) as info:
             return self._run(ctx, protocol, info, train, val, n_last, avgpool)
-        finally:
-            finish_distributed(info)
 
     def _run(
         self,

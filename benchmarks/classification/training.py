@@ -21,8 +21,7 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, S
 from benchmarks.checkpoint import Checkpoint as Checkpoint
 from benchmarks.distributed import DistInfo as DistInfo
 from benchmarks.distributed import all_sum as all_sum
-from benchmarks.distributed import finish_distributed as finish_distributed
-from benchmarks.distributed import init_distributed as init_distributed
+from benchmarks.distributed import distributed as distributed
 from benchmarks.features import default_workers
 from benchmarks.probe.data import RGB, LabelledSplit, load_rgb
 from methods.errors import DataError

@@ -22,7 +22,7 @@ import numpy as np
 import torch
 
 from benchmarks.classification.linear import block_recipes
-from benchmarks.distributed import DistInfo, finish_distributed, init_distributed
+from benchmarks.distributed import DistInfo, distributed
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.multilabel.data import dataset_info, load_partial
 from benchmarks.multilabel.dualcoop import DualCoOp, EvalSet, PromptRecipe, predict, region_features, train_prompts
@@ -71,14 +71,11 @@ class PartialLabelHarness(Harness):
         full = train.split.targets
         draws = label_draws(full.shape[0], full.shape[1], ctx.seed)
         masked = {p: partial_targets(full, p, draws, protocol.min_known) for p in protocol.proportions}
-        dist = init_distributed(ctx)  # torchrun: extraction sharded, heads / prompts trained over ranks; rank 0 writes
-        try:
+        with distributed(ctx) as dist:  # torchrun: extraction sharded, heads / prompts over ranks; rank 0 writes
             if head == "linear":
                 results, probe = self._linear(ctx, protocol, train.split, test.split, masked, dist)
             else:
                 results, probe = self._dualcoop(ctx, protocol, train.split, test.split, masked, dist)
-        finally:
-            finish_distributed(dist)
         metrics = {f"mAP_p{pct(p)}": results[p]["mAP"] for p in protocol.proportions}
         metrics["mAP"] = float(np.mean([results[p]["mAP"] for p in protocol.proportions]))
         official = {f"p{pct(p)}": results[p]["official"] for p in protocol.proportions}

@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from benchmarks.distributed import DistInfo, finish_distributed, init_distributed
+from benchmarks.distributed import DistInfo, distributed
 from benchmarks.harness import Harness, RunContext, RunOutput
 from benchmarks.multilabel.data import ZeroShotSplits, dataset_info, load_zero_shot
 from benchmarks.multilabel.dualcoop import DualCoOp, EvalSet, PromptRecipe, predict, region_features, train_prompts
@@ -52,11 +52,8 @@ class ZeroShotHarness(Harness):
         z = load_zero_shot(self.spec.dataset_kind, ctx.data_root)
         if len(z.train.split) < 4:
             raise DataError(f"{z.train.split.root}: {len(z.train.split)} training images; too few to hold some out")
-        dist = init_distributed(ctx)  # torchrun: extraction sharded, prompt gradients summed; rank 0 writes
-        try:
+        with distributed(ctx) as dist:  # torchrun: extraction sharded, prompt gradients summed; rank 0 writes
             return self._run(ctx, protocol, z, towers, dist)
-        finally:
-            finish_distributed(dist)
 
     def _run(
         self, ctx: RunContext, protocol: ZeroShotProtocol, z: ZeroShotSplits, towers: ImageText, dist: DistInfo

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import mmap
 import os
+from abc import ABC, abstractmethod
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
@@ -26,7 +27,7 @@ RELEASE_BYTES = 32 << 20  # pages mapped from the cache are released after this 
 EVAL_ROWS = 4096  # rows per chunk when a head is scored over a whole split
 
 
-class Rows:
+class Rows(ABC):
     """``n`` rows of named feature recipes; :meth:`take` builds the recipes of some rows, :meth:`subset` renumbers."""
 
     def __init__(self, n: int, index: np.ndarray | None = None) -> None:
@@ -37,23 +38,26 @@ class Rows:
         return self._n if self._index is None else len(self._index)
 
     @property
+    @abstractmethod
     def recipes(self) -> tuple[str, ...]:
-        raise NotImplementedError
+        """The recipe names, in the order the heads see them."""
 
     @property
+    @abstractmethod
     def dims(self) -> dict[str, int]:
         """The width of each recipe."""
-        raise NotImplementedError
 
     def _positions(self, idx: np.ndarray) -> np.ndarray:
         idx = np.asarray(idx, dtype=np.int64)
         return idx if self._index is None else self._index[idx]
 
+    @abstractmethod
     def _take(self, positions: np.ndarray) -> dict[str, torch.Tensor]:
-        raise NotImplementedError
+        """The recipes of the rows at ``positions`` of the underlying arrays."""
 
+    @abstractmethod
     def _with_index(self, index: np.ndarray) -> Rows:
-        raise NotImplementedError
+        """The same source viewed through ``index``."""
 
     def take(self, idx: np.ndarray | torch.Tensor) -> dict[str, torch.Tensor]:
         """``{recipe: [len(idx), D]}`` of rows ``idx`` of this view, in that order."""
